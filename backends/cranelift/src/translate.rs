@@ -1,0 +1,797 @@
+//! eBPF to Cranelift IR, one eBPF function at a time.
+//!
+//! Every eBPF function becomes a Cranelift function with the signature
+//! `(ctx, r1, r2, r3, r4, r5, r10) -> r0`. Registers r0 to r10 are
+//! `cranelift_frontend::Variable`s; each basic block of the program (as the
+//! engine defines them, for budget accounting) is a Cranelift block. A trap
+//! stores its record in the `VmCtx` and returns; callers check
+//! `ctx.trap_code` after every call and return at once when it is set.
+
+use bpfvm_engine::backend::CompileOptions;
+use bpfvm_engine::instr::{AluOp, AtomicOp, Cond, Endian, Instr, MemSize, Operand, Width};
+use bpfvm_engine::isa::STACK_FRAME_SIZE;
+use bpfvm_engine::program::{Function, Program};
+use bpfvm_engine::vmctx::*;
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::types::{I16, I32, I64, I8};
+use cranelift_codegen::ir::{
+    AtomicRmwOp, Block, FuncRef, InstBuilder, MemFlagsData, SigRef, Type, Value,
+};
+use cranelift_frontend::{FunctionBuilder, Variable};
+
+/// What the translation of one function refers to outside itself.
+pub(crate) struct Externals<'a> {
+    /// The program's functions, by start pc, imported into this function.
+    pub funcs: &'a dyn Fn(usize) -> Option<FuncRef>,
+    /// Signature of `HelperFn`.
+    pub helper_sig: SigRef,
+    /// Signature of `bpfvm_check_access`.
+    pub check_sig: SigRef,
+}
+
+/// A trap site, emitted as a cold block at the end of the function.
+struct TrapSite {
+    block: Block,
+    /// `None` when the callee already wrote the whole record (trap
+    /// propagation) or a helper wrote all but the pc.
+    code: Option<u32>,
+    pc: Option<usize>,
+    addr: Option<Value>,
+    size: u32,
+}
+
+pub(crate) struct Translator<'a, 'b> {
+    b: &'a mut FunctionBuilder<'b>,
+    program: &'a Program,
+    opts: &'a CompileOptions,
+    ext: &'a Externals<'a>,
+    func: Function,
+    regs: [Variable; 11],
+    ctx: Value,
+    r10: Value,
+    /// Lowest stack address of this frame (r10 - 512).
+    frame_lo: Value,
+    /// Input region start, and per access size the bound `len - n + 1`
+    /// (0 when the region is smaller than n): `addr - start < bound`.
+    mem_start: Option<Value>,
+    mem_bound: [Option<Value>; 4],
+    /// Per access size, `stack_top - frame_lo - n + 1`.
+    stack_bound: [Option<Value>; 4],
+    /// `stack_bottom + 512`: a call whose new r10 is below it is too deep.
+    depth_floor: Option<Value>,
+    helpers: Option<Value>,
+    helper_count: Option<Value>,
+    blocks: Vec<Option<Block>>,
+    traps: Vec<TrapSite>,
+    /// Whether the current block already ends in a terminator.
+    filled: bool,
+}
+
+fn size_index(n: MemSize) -> usize {
+    match n {
+        MemSize::B => 0,
+        MemSize::H => 1,
+        MemSize::W => 2,
+        MemSize::DW => 3,
+    }
+}
+
+fn flags() -> MemFlagsData {
+    MemFlagsData::new()
+}
+
+fn trusted() -> MemFlagsData {
+    MemFlagsData::trusted()
+}
+
+impl<'a, 'b> Translator<'a, 'b> {
+    pub(crate) fn new(
+        b: &'a mut FunctionBuilder<'b>,
+        program: &'a Program,
+        opts: &'a CompileOptions,
+        ext: &'a Externals<'a>,
+        func: Function,
+    ) -> Self {
+        let regs = std::array::from_fn(|_| b.declare_var(I64));
+        let entry = b.create_block();
+        b.append_block_params_for_function_params(entry);
+        b.switch_to_block(entry);
+        b.seal_block(entry);
+        let params = b.block_params(entry).to_vec();
+        let ctx = params[0];
+        let r10 = params[6];
+        let frame_lo = b.ins().iadd_imm_s(r10, -(STACK_FRAME_SIZE as i64));
+        let zero = b.ins().iconst(I64, 0);
+        for (k, reg) in regs.iter().enumerate() {
+            let v = match k {
+                1..=5 => params[k],
+                10 => r10,
+                _ => zero,
+            };
+            b.def_var(*reg, v);
+        }
+        let len = func.end - func.start;
+        let mut t = Translator {
+            b,
+            program,
+            opts,
+            ext,
+            func,
+            regs,
+            ctx,
+            r10,
+            frame_lo,
+            mem_start: None,
+            mem_bound: [None; 4],
+            stack_bound: [None; 4],
+            depth_floor: None,
+            helpers: None,
+            helper_count: None,
+            blocks: vec![None; len],
+            traps: Vec::new(),
+            filled: false,
+        };
+        t.load_invariants();
+        t
+    }
+
+    /// Loads, in the entry block, the per-run values the function needs, so
+    /// that they dominate every use.
+    fn load_invariants(&mut self) {
+        let instrs = &self.program.instrs()[self.func.start..self.func.end];
+        let mut sizes = [false; 4];
+        let (mut calls, mut helpers) = (false, false);
+        for ins in instrs {
+            match *ins {
+                Instr::Load {
+                    size, base, off, ..
+                }
+                | Instr::Store {
+                    size, base, off, ..
+                } => {
+                    if self.opts.checked && !statically_in_frame(base, off, size) {
+                        sizes[size_index(size)] = true;
+                    }
+                }
+                Instr::Atomic {
+                    size, base, off, ..
+                } => {
+                    if self.opts.checked && !statically_in_frame(base, off, size) {
+                        sizes[size_index(size)] = true;
+                    }
+                }
+                Instr::CallLocal { .. } => calls = true,
+                Instr::CallHelper { .. } | Instr::CallReg { .. } => helpers = true,
+                _ => {}
+            }
+        }
+        let ctx = self.ctx;
+        if sizes.iter().any(|&s| s) {
+            let start = self.b.ins().load(I64, trusted(), ctx, OFFSET_MEM_START);
+            let end = self.b.ins().load(I64, trusted(), ctx, OFFSET_MEM_END);
+            let top = self.b.ins().load(I64, trusted(), ctx, OFFSET_STACK_TOP);
+            let len = self.b.ins().isub(end, start);
+            let window = self.b.ins().isub(top, self.frame_lo);
+            let zero = self.b.ins().iconst(I64, 0);
+            for (k, n) in [1i64, 2, 4, 8].into_iter().enumerate() {
+                if !sizes[k] {
+                    continue;
+                }
+                let big = self
+                    .b
+                    .ins()
+                    .icmp_imm_s(IntCC::UnsignedGreaterThanOrEqual, len, n);
+                let bound = self.b.ins().iadd_imm_s(len, 1 - n);
+                self.mem_bound[k] = Some(self.b.ins().select(big, bound, zero));
+                self.stack_bound[k] = Some(self.b.ins().iadd_imm_s(window, 1 - n));
+            }
+            self.mem_start = Some(start);
+        }
+        if calls {
+            let bottom = self.b.ins().load(I64, trusted(), ctx, OFFSET_STACK_BOTTOM);
+            self.depth_floor = Some(self.b.ins().iadd_imm_s(bottom, STACK_FRAME_SIZE as i64));
+        }
+        if helpers {
+            self.helpers = Some(self.b.ins().load(I64, trusted(), ctx, OFFSET_HELPERS));
+            self.helper_count = Some(self.b.ins().load(I64, trusted(), ctx, OFFSET_HELPER_COUNT));
+        }
+    }
+
+    fn block_at(&mut self, pc: usize) -> Block {
+        let k = pc - self.func.start;
+        if let Some(b) = self.blocks[k] {
+            return b;
+        }
+        let b = self.b.create_block();
+        self.blocks[k] = Some(b);
+        b
+    }
+
+    /// Translates the whole function.
+    pub(crate) fn translate(mut self) {
+        let first = self.block_at(self.func.start);
+        self.b.ins().jump(first, &[]);
+        self.filled = true;
+        let mut pc = self.func.start;
+        while pc < self.func.end {
+            let ins = self.program.instrs()[pc];
+            if ins == Instr::LddwTail {
+                pc += 1;
+                continue;
+            }
+            if self.program.is_block_start(pc) {
+                let blk = self.block_at(pc);
+                if !self.filled {
+                    self.b.ins().jump(blk, &[]);
+                }
+                self.b.switch_to_block(blk);
+                self.filled = false;
+                self.charge_budget(pc);
+            } else if self.filled {
+                // Unreachable code that starts no block: give it one.
+                let blk = self.b.create_block();
+                self.b.switch_to_block(blk);
+                self.filled = false;
+            }
+            self.instr(pc, ins);
+            pc += ins.slots();
+        }
+        self.emit_traps();
+        self.b.seal_all_blocks();
+    }
+
+    fn charge_budget(&mut self, pc: usize) {
+        if self.opts.budget.is_none() {
+            return;
+        }
+        let cost = self.program.block_cost(pc) as i64;
+        let left = self.b.ins().load(I64, trusted(), self.ctx, OFFSET_BUDGET);
+        let short = self.b.ins().icmp_imm_s(IntCC::UnsignedLessThan, left, cost);
+        let trap = self.trap(Some(TRAP_BUDGET), Some(pc), None, 0);
+        self.branch_unless(short, trap);
+        let rest = self.b.ins().iadd_imm_s(left, -cost);
+        self.b.ins().store(trusted(), rest, self.ctx, OFFSET_BUDGET);
+    }
+
+    /// Registers a trap site and returns its block.
+    fn trap(
+        &mut self,
+        code: Option<u32>,
+        pc: Option<usize>,
+        addr: Option<Value>,
+        size: u32,
+    ) -> Block {
+        let block = self.b.create_block();
+        self.b.set_cold_block(block);
+        self.traps.push(TrapSite {
+            block,
+            code,
+            pc,
+            addr,
+            size,
+        });
+        block
+    }
+
+    /// `if cond { goto trap }` and continue in a fresh block.
+    fn branch_unless(&mut self, cond: Value, trap: Block) {
+        let cont = self.b.create_block();
+        self.b.ins().brif(cond, trap, &[], cont, &[]);
+        self.b.switch_to_block(cont);
+    }
+
+    fn emit_traps(&mut self) {
+        let traps = std::mem::take(&mut self.traps);
+        for t in traps {
+            self.b.switch_to_block(t.block);
+            if let Some(code) = t.code {
+                let c = self.b.ins().iconst(I32, code as i64);
+                self.b.ins().store(trusted(), c, self.ctx, OFFSET_TRAP_CODE);
+                let s = self.b.ins().iconst(I32, t.size as i64);
+                self.b.ins().store(trusted(), s, self.ctx, OFFSET_TRAP_SIZE);
+                let a = match t.addr {
+                    Some(a) => a,
+                    None => self.b.ins().iconst(I64, 0),
+                };
+                self.b.ins().store(trusted(), a, self.ctx, OFFSET_TRAP_ADDR);
+            }
+            if let Some(pc) = t.pc {
+                let p = self.b.ins().iconst(I64, pc as i64);
+                self.b.ins().store(trusted(), p, self.ctx, OFFSET_TRAP_PC);
+            }
+            let zero = self.b.ins().iconst(I64, 0);
+            self.b.ins().return_(&[zero]);
+        }
+    }
+
+    fn get(&mut self, r: u8) -> Value {
+        self.b.use_var(self.regs[r as usize])
+    }
+
+    fn set(&mut self, r: u8, v: Value) {
+        self.b.def_var(self.regs[r as usize], v);
+    }
+
+    fn operand(&mut self, width: Width, src: Operand) -> Value {
+        match src {
+            Operand::Reg(r) => {
+                let v = self.get(r);
+                match width {
+                    Width::W64 => v,
+                    Width::W32 => self.b.ins().ireduce(I32, v),
+                }
+            }
+            Operand::Imm(i) => match width {
+                Width::W64 => self.b.ins().iconst(I64, i as i64),
+                Width::W32 => self.b.ins().iconst(I32, i as u32 as i64),
+            },
+        }
+    }
+
+    fn dst_value(&mut self, width: Width, dst: u8) -> Value {
+        let v = self.get(dst);
+        match width {
+            Width::W64 => v,
+            Width::W32 => self.b.ins().ireduce(I32, v),
+        }
+    }
+
+    fn widen(&mut self, width: Width, v: Value) -> Value {
+        match width {
+            Width::W64 => v,
+            Width::W32 => self.b.ins().uextend(I64, v),
+        }
+    }
+
+    fn instr(&mut self, pc: usize, ins: Instr) {
+        match ins {
+            Instr::Alu {
+                width,
+                op,
+                dst,
+                src,
+            } => {
+                let a = self.dst_value(width, dst);
+                let ty = if width == Width::W64 { I64 } else { I32 };
+                let r = match (op, src) {
+                    (AluOp::Div | AluOp::SDiv | AluOp::Mod | AluOp::SMod, Operand::Imm(i)) => {
+                        self.div_imm(ty, op, a, i)
+                    }
+                    _ => {
+                        let b = self.operand(width, src);
+                        self.alu(ty, op, a, b)
+                    }
+                };
+                let r = self.widen(width, r);
+                self.set(dst, r);
+            }
+            Instr::Neg { width, dst } => {
+                let a = self.dst_value(width, dst);
+                let r = self.b.ins().ineg(a);
+                let r = self.widen(width, r);
+                self.set(dst, r);
+            }
+            Instr::MovSx {
+                width,
+                bits,
+                dst,
+                src,
+            } => {
+                let s = self.get(src);
+                let small = match bits {
+                    8 => I8,
+                    16 => I16,
+                    _ => I32,
+                };
+                let n = self.b.ins().ireduce(small, s);
+                let r = match width {
+                    Width::W64 => self.b.ins().sextend(I64, n),
+                    Width::W32 => {
+                        let w = self.b.ins().sextend(I32, n);
+                        self.b.ins().uextend(I64, w)
+                    }
+                };
+                self.set(dst, r);
+            }
+            Instr::Endian { kind, bits, dst } => {
+                let v = self.get(dst);
+                let r = self.endian(kind, bits, v);
+                self.set(dst, r);
+            }
+            Instr::Load {
+                size,
+                signed,
+                dst,
+                base,
+                off,
+            } => {
+                let addr = self.checked_addr(pc, base, off, size, false);
+                let f = flags();
+                let ins = self.b.ins();
+                let v = match (size, signed) {
+                    (MemSize::B, false) => ins.uload8(I64, f, addr, 0),
+                    (MemSize::B, true) => ins.sload8(I64, f, addr, 0),
+                    (MemSize::H, false) => ins.uload16(I64, f, addr, 0),
+                    (MemSize::H, true) => ins.sload16(I64, f, addr, 0),
+                    (MemSize::W, false) => ins.uload32(f, addr, 0),
+                    (MemSize::W, true) => ins.sload32(f, addr, 0),
+                    (MemSize::DW, _) => ins.load(I64, f, addr, 0),
+                };
+                self.set(dst, v);
+            }
+            Instr::Store {
+                size,
+                base,
+                off,
+                src,
+            } => {
+                let addr = self.checked_addr(pc, base, off, size, true);
+                let v = match src {
+                    Operand::Reg(r) => self.get(r),
+                    Operand::Imm(i) => self.b.ins().iconst(I64, i as i64),
+                };
+                let f = flags();
+                let ins = self.b.ins();
+                match size {
+                    MemSize::B => ins.istore8(f, v, addr, 0),
+                    MemSize::H => ins.istore16(f, v, addr, 0),
+                    MemSize::W => ins.istore32(f, v, addr, 0),
+                    MemSize::DW => ins.store(f, v, addr, 0),
+                };
+            }
+            Instr::Atomic {
+                size,
+                op,
+                fetch,
+                base,
+                off,
+                src,
+            } => {
+                self.atomic(pc, size, op, fetch, base, off, src);
+            }
+            Instr::Lddw { dst, value, .. } => {
+                let v = self.b.ins().iconst(I64, value as i64);
+                self.set(dst, v);
+            }
+            Instr::LddwTail => {}
+            Instr::Ja { target } => {
+                let t = self.block_at(target as usize);
+                self.b.ins().jump(t, &[]);
+                self.filled = true;
+            }
+            Instr::Jcond {
+                width,
+                cond,
+                dst,
+                src,
+                target,
+            } => {
+                let a = self.dst_value(width, dst);
+                let b = self.operand(width, src);
+                let c = match cond {
+                    Cond::Set => {
+                        let x = self.b.ins().band(a, b);
+                        self.b.ins().icmp_imm_s(IntCC::NotEqual, x, 0)
+                    }
+                    _ => self.b.ins().icmp(intcc(cond), a, b),
+                };
+                let t = self.block_at(target as usize);
+                let next = self.block_at(pc + 1);
+                self.b.ins().brif(c, t, &[], next, &[]);
+                self.filled = true;
+            }
+            Instr::CallHelper { id } => {
+                let id = self.b.ins().iconst(I64, id as i64);
+                self.call_helper(pc, id);
+            }
+            Instr::CallReg { reg } => {
+                let id = self.get(reg);
+                self.call_helper(pc, id);
+            }
+            Instr::CallLocal { target } => self.call_local(pc, target as usize),
+            Instr::Exit => {
+                let r0 = self.get(0);
+                self.b.ins().return_(&[r0]);
+                self.filled = true;
+            }
+        }
+    }
+
+    fn alu(&mut self, ty: Type, op: AluOp, a: Value, b: Value) -> Value {
+        let bits = ty.bits() as i64;
+        match op {
+            AluOp::Add => self.b.ins().iadd(a, b),
+            AluOp::Sub => self.b.ins().isub(a, b),
+            AluOp::Mul => self.b.ins().imul(a, b),
+            AluOp::Or => self.b.ins().bor(a, b),
+            AluOp::And => self.b.ins().band(a, b),
+            AluOp::Xor => self.b.ins().bxor(a, b),
+            AluOp::Mov => b,
+            AluOp::Lsh | AluOp::Rsh | AluOp::Arsh => {
+                let s = self.b.ins().band_imm_s(b, bits - 1);
+                match op {
+                    AluOp::Lsh => self.b.ins().ishl(a, s),
+                    AluOp::Rsh => self.b.ins().ushr(a, s),
+                    _ => self.b.ins().sshr(a, s),
+                }
+            }
+            AluOp::Div | AluOp::Mod | AluOp::SDiv | AluOp::SMod => self.div_reg(ty, op, a, b),
+        }
+    }
+
+    /// Division and modulo by a register, guarded so that no Cranelift
+    /// division can trap: by zero, and `MIN / -1` for the signed forms.
+    fn div_reg(&mut self, ty: Type, op: AluOp, a: Value, b: Value) -> Value {
+        let zero = self.b.ins().iconst(ty, 0);
+        let one = self.b.ins().iconst(ty, 1);
+        let is_zero = self.b.ins().icmp_imm_s(IntCC::Equal, b, 0);
+        match op {
+            AluOp::Div | AluOp::Mod => {
+                let safe = self.b.ins().select(is_zero, one, b);
+                if op == AluOp::Div {
+                    let q = self.b.ins().udiv(a, safe);
+                    self.b.ins().select(is_zero, zero, q)
+                } else {
+                    let r = self.b.ins().urem(a, safe);
+                    self.b.ins().select(is_zero, a, r)
+                }
+            }
+            _ => {
+                let minus_one = self.b.ins().iconst(ty, mask(ty, -1));
+                let is_m1 = self.b.ins().icmp(IntCC::Equal, b, minus_one);
+                let bad = self.b.ins().bor(is_zero, is_m1);
+                let safe = self.b.ins().select(bad, one, b);
+                if op == AluOp::SDiv {
+                    let q = self.b.ins().sdiv(a, safe);
+                    let n = self.b.ins().ineg(a);
+                    let q = self.b.ins().select(is_m1, n, q);
+                    self.b.ins().select(is_zero, zero, q)
+                } else {
+                    let r = self.b.ins().srem(a, safe);
+                    let r = self.b.ins().select(is_m1, zero, r);
+                    self.b.ins().select(is_zero, a, r)
+                }
+            }
+        }
+    }
+
+    /// Division and modulo by an immediate: the guards are resolved now.
+    fn div_imm(&mut self, ty: Type, op: AluOp, a: Value, imm: i32) -> Value {
+        let v = if ty == I64 {
+            imm as i64
+        } else {
+            imm as u32 as i64
+        };
+        let is_m1 = imm == -1;
+        match op {
+            AluOp::Div | AluOp::SDiv if imm == 0 => self.b.ins().iconst(ty, 0),
+            AluOp::Mod | AluOp::SMod if imm == 0 => a,
+            AluOp::SDiv if is_m1 => self.b.ins().ineg(a),
+            AluOp::SMod if is_m1 => self.b.ins().iconst(ty, 0),
+            _ => {
+                let b = self.b.ins().iconst(ty, v);
+                match op {
+                    AluOp::Div => self.b.ins().udiv(a, b),
+                    AluOp::Mod => self.b.ins().urem(a, b),
+                    AluOp::SDiv => self.b.ins().sdiv(a, b),
+                    _ => self.b.ins().srem(a, b),
+                }
+            }
+        }
+    }
+
+    fn endian(&mut self, kind: Endian, bits: u8, v: Value) -> Value {
+        let ty = match bits {
+            16 => I16,
+            32 => I32,
+            _ => I64,
+        };
+        let swap = kind != Endian::ToLe;
+        if ty == I64 {
+            return if swap { self.b.ins().bswap(v) } else { v };
+        }
+        let n = self.b.ins().ireduce(ty, v);
+        let n = if swap { self.b.ins().bswap(n) } else { n };
+        self.b.ins().uextend(I64, n)
+    }
+
+    /// Computes `base + off` and, in checked mode, branches to a trap unless
+    /// `[addr, addr + size)` is allowed. The input region and the current
+    /// frame are checked inline (the frame first for r10-based accesses);
+    /// anything else goes through `bpfvm_check_access`.
+    fn checked_addr(&mut self, pc: usize, base: u8, off: i16, size: MemSize, write: bool) -> Value {
+        let b = self.get(base);
+        let addr = self.b.ins().iadd_imm_s(b, off as i64);
+        if !self.opts.checked || statically_in_frame(base, off, size) {
+            return addr;
+        }
+        let k = size_index(size);
+        let (Some(start), Some(mem_bound), Some(stack_bound)) =
+            (self.mem_start, self.mem_bound[k], self.stack_bound[k])
+        else {
+            unreachable!("load_invariants computes the bounds of every checked size")
+        };
+        let ok = self.b.create_block();
+        let second = self.b.create_block();
+        let slow = self.b.create_block();
+        self.b.set_cold_block(slow);
+        let checks = [(start, mem_bound), (self.frame_lo, stack_bound)];
+        let order = if base == 10 { [1, 0] } else { [0, 1] };
+        for (step, next) in [(order[0], second), (order[1], slow)] {
+            let (lo, bound) = checks[step];
+            let rel = self.b.ins().isub(addr, lo);
+            let inside = self.b.ins().icmp(IntCC::UnsignedLessThan, rel, bound);
+            self.b.ins().brif(inside, ok, &[], next, &[]);
+            self.b.switch_to_block(next);
+        }
+        // Slow path: other regions.
+        let n = self.b.ins().iconst(I64, size.bytes() as i64);
+        let w = self.b.ins().iconst(I64, write as i64);
+        let f = self
+            .b
+            .ins()
+            .iconst(I64, bpfvm_check_access as *const () as usize as i64);
+        let args = [self.ctx, addr, n, w, self.frame_lo];
+        let call = self.b.ins().call_indirect(self.ext.check_sig, f, &args);
+        let allowed = self.b.inst_results(call)[0];
+        let trap = self.trap(None, Some(pc), None, 0);
+        self.b.ins().brif(allowed, ok, &[], trap, &[]);
+        self.b.switch_to_block(ok);
+        addr
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn atomic(
+        &mut self,
+        pc: usize,
+        size: MemSize,
+        op: AtomicOp,
+        fetch: bool,
+        base: u8,
+        off: i16,
+        src: u8,
+    ) {
+        let addr = self.checked_addr(pc, base, off, size, true);
+        let n = size.bytes() as i64;
+        let misaligned = self.b.ins().band_imm_s(addr, n - 1);
+        let trap = self.trap(Some(TRAP_MISALIGNED), Some(pc), Some(addr), n as u32);
+        self.branch_unless(misaligned, trap);
+        let ty = if size == MemSize::W { I32 } else { I64 };
+        let s = self.get(src);
+        let s = if ty == I32 {
+            self.b.ins().ireduce(I32, s)
+        } else {
+            s
+        };
+        let f = MemFlagsData::new();
+        let old = if op == AtomicOp::CmpXchg {
+            let r0 = self.get(0);
+            let expected = if ty == I32 {
+                self.b.ins().ireduce(I32, r0)
+            } else {
+                r0
+            };
+            self.b.ins().atomic_cas(f, addr, expected, s)
+        } else {
+            let rmw = match op {
+                AtomicOp::Add => AtomicRmwOp::Add,
+                AtomicOp::Or => AtomicRmwOp::Or,
+                AtomicOp::And => AtomicRmwOp::And,
+                AtomicOp::Xor => AtomicRmwOp::Xor,
+                _ => AtomicRmwOp::Xchg,
+            };
+            self.b.ins().atomic_rmw(ty, f, rmw, addr, s)
+        };
+        let old = if ty == I32 {
+            self.b.ins().uextend(I64, old)
+        } else {
+            old
+        };
+        match op {
+            AtomicOp::CmpXchg => self.set(0, old),
+            _ if fetch => self.set(src, old),
+            _ => {}
+        }
+    }
+
+    /// Calls helper `id` through the context's table; an id out of the
+    /// table or an empty slot traps with `TRAP_UNKNOWN_HELPER`.
+    fn call_helper(&mut self, pc: usize, id: Value) {
+        let (Some(table), Some(count)) = (self.helpers, self.helper_count) else {
+            unreachable!("load_invariants loads the helper table when there are calls")
+        };
+        let unknown = self.trap(Some(TRAP_UNKNOWN_HELPER), Some(pc), Some(id), 0);
+        let outside = self
+            .b
+            .ins()
+            .icmp(IntCC::UnsignedGreaterThanOrEqual, id, count);
+        self.branch_unless(outside, unknown);
+        let offset = self.b.ins().imul_imm_s(id, HELPER_SLOT_SIZE as i64);
+        let slot = self.b.ins().iadd(table, offset);
+        let func = self.b.ins().load(I64, trusted(), slot, OFFSET_SLOT_FUNC);
+        let empty = self.b.ins().icmp_imm_s(IntCC::Equal, func, 0);
+        self.branch_unless(empty, unknown);
+        let data = self.b.ins().load(I64, trusted(), slot, OFFSET_SLOT_DATA);
+        let mut args = vec![self.ctx, data];
+        for r in 1..=5 {
+            args.push(self.get(r));
+        }
+        let call = self.b.ins().call_indirect(self.ext.helper_sig, func, &args);
+        let r0 = self.b.inst_results(call)[0];
+        let code = self
+            .b
+            .ins()
+            .load(I32, trusted(), self.ctx, OFFSET_TRAP_CODE);
+        let failed = self.trap(None, Some(pc), None, 0);
+        self.branch_unless(code, failed);
+        self.set(0, r0);
+    }
+
+    /// A bpf-to-bpf call: a new 512-byte frame below this one, the depth
+    /// limit checked; r6 to r9 survive (they are this function's
+    /// variables), r1 to r5 are zero afterwards.
+    fn call_local(&mut self, pc: usize, target: usize) {
+        let Some(floor) = self.depth_floor else {
+            unreachable!("load_invariants loads the stack floor when there are calls")
+        };
+        let Some(callee) = (self.ext.funcs)(target) else {
+            unreachable!("every call target starts a function")
+        };
+        let new_r10 = self
+            .b
+            .ins()
+            .iadd_imm_s(self.r10, -(STACK_FRAME_SIZE as i64));
+        let too_deep = self.b.ins().icmp(IntCC::UnsignedLessThan, new_r10, floor);
+        let trap = self.trap(Some(TRAP_CALL_DEPTH), Some(pc), None, 0);
+        self.branch_unless(too_deep, trap);
+        let mut args = vec![self.ctx];
+        for r in 1..=5 {
+            args.push(self.get(r));
+        }
+        args.push(new_r10);
+        let call = self.b.ins().call(callee, &args);
+        let r0 = self.b.inst_results(call)[0];
+        let code = self
+            .b
+            .ins()
+            .load(I32, trusted(), self.ctx, OFFSET_TRAP_CODE);
+        let propagate = self.trap(None, None, None, 0);
+        self.branch_unless(code, propagate);
+        self.set(0, r0);
+        let zero = self.b.ins().iconst(I64, 0);
+        for r in 1..=5 {
+            self.set(r, zero);
+        }
+    }
+}
+
+/// Whether an access through r10 stays in the current frame whatever the
+/// run: r10 is read-only, so `[r10 + off, r10 + off + size)` within
+/// `[r10 - 512, r10)` needs no check.
+fn statically_in_frame(base: u8, off: i16, size: MemSize) -> bool {
+    base == 10 && off as i64 >= -(STACK_FRAME_SIZE as i64) && off as i64 + size.bytes() as i64 <= 0
+}
+
+fn mask(ty: Type, v: i64) -> i64 {
+    if ty == I32 {
+        v as u32 as i64
+    } else {
+        v
+    }
+}
+
+fn intcc(c: Cond) -> IntCC {
+    match c {
+        Cond::Eq => IntCC::Equal,
+        Cond::Ne => IntCC::NotEqual,
+        Cond::Gt => IntCC::UnsignedGreaterThan,
+        Cond::Ge => IntCC::UnsignedGreaterThanOrEqual,
+        Cond::Lt => IntCC::UnsignedLessThan,
+        Cond::Le => IntCC::UnsignedLessThanOrEqual,
+        Cond::SGt => IntCC::SignedGreaterThan,
+        Cond::SGe => IntCC::SignedGreaterThanOrEqual,
+        Cond::SLt => IntCC::SignedLessThan,
+        Cond::SLe => IntCC::SignedLessThanOrEqual,
+        Cond::Set => IntCC::NotEqual,
+    }
+}

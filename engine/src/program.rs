@@ -1,0 +1,124 @@
+//! A verified program: what every executor compiles or interprets.
+
+use crate::instr::Instr;
+use crate::isa::Insn;
+
+/// A function (subprogram): the slots `[start, end)`. Function 0 starts at pc 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Function {
+    pub start: usize,
+    pub end: usize,
+}
+
+/// A program that passed the verifier. Only [`crate::verifier::verify`] makes one.
+///
+/// Basic blocks are shared by every tier so that the instruction budget is
+/// charged identically: a block starts at pc 0, at each function entry, at
+/// each jump target and after each jump or exit. Entering a block charges
+/// its instruction count (a `lddw` counts once); when fewer instructions are
+/// left than the block needs, the run traps at the block's first pc with the
+/// budget unchanged.
+#[derive(Clone, Debug)]
+pub struct Program {
+    insns: Vec<Insn>,
+    instrs: Vec<Instr>,
+    functions: Vec<Function>,
+    /// For each slot: the instruction count of the block starting there, or 0
+    /// when the slot does not start a block.
+    block_cost: Vec<u32>,
+}
+
+impl Program {
+    pub(crate) fn new(insns: Vec<Insn>, instrs: Vec<Instr>, functions: Vec<Function>) -> Program {
+        let block_cost = block_costs(&instrs, &functions);
+        Program {
+            insns,
+            instrs,
+            functions,
+            block_cost,
+        }
+    }
+
+    /// The raw slots as loaded.
+    pub fn insns(&self) -> &[Insn] {
+        &self.insns
+    }
+
+    /// The decoded instructions, one per slot (`Instr::LddwTail` for the
+    /// second slot of a `lddw`), with `lddw` pseudo values resolved.
+    pub fn instrs(&self) -> &[Instr] {
+        &self.instrs
+    }
+
+    /// Number of slots.
+    pub fn len(&self) -> usize {
+        self.insns.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.insns.is_empty()
+    }
+
+    /// The functions, sorted by start; the first is the entry.
+    pub fn functions(&self) -> &[Function] {
+        &self.functions
+    }
+
+    /// The function that contains `pc`.
+    pub fn function_of(&self, pc: usize) -> Option<&Function> {
+        let k = self.functions.partition_point(|f| f.start <= pc);
+        self.functions.get(k.checked_sub(1)?)
+    }
+
+    /// Whether `pc` starts a basic block.
+    pub fn is_block_start(&self, pc: usize) -> bool {
+        self.block_cost.get(pc).is_some_and(|&c| c > 0)
+    }
+
+    /// Instruction count of the block starting at `pc` (0 if none starts there).
+    pub fn block_cost(&self, pc: usize) -> u32 {
+        self.block_cost.get(pc).copied().unwrap_or(0)
+    }
+
+    /// The bytecode.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        crate::isa::encode_program(&self.insns)
+    }
+}
+
+fn block_costs(instrs: &[Instr], functions: &[Function]) -> Vec<u32> {
+    let n = instrs.len();
+    let mut leader = vec![false; n];
+    for f in functions {
+        leader[f.start] = true;
+    }
+    for (pc, ins) in instrs.iter().enumerate() {
+        if let Some(t) = ins.branch_target() {
+            leader[t as usize] = true;
+        }
+        if matches!(ins, Instr::Ja { .. } | Instr::Jcond { .. } | Instr::Exit) && pc + 1 < n {
+            leader[pc + 1] = true;
+        }
+    }
+    let mut cost = vec![0u32; n];
+    let mut pc = 0;
+    while pc < n {
+        if !leader[pc] {
+            pc += 1;
+            continue;
+        }
+        let start = pc;
+        let mut count = 0u32;
+        loop {
+            let ins = &instrs[pc];
+            count += 1;
+            pc += ins.slots();
+            let ends = matches!(ins, Instr::Ja { .. } | Instr::Jcond { .. } | Instr::Exit);
+            if ends || pc >= n || leader[pc] {
+                break;
+            }
+        }
+        cost[start] = count;
+    }
+    cost
+}

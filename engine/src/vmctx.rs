@@ -1,0 +1,300 @@
+//! The `VmCtx` ABI: the one structure every executor (the interpreter and the
+//! generated code of each JIT tier) reads its environment from and writes its
+//! trap record to.
+//!
+//! Generated code is called as
+//! `extern "C" fn(ctx: *mut VmCtx, r1: u64, r2: u64) -> u64` with r1 and r2
+//! the input memory's address and length, and r10 set to `ctx.stack_top`.
+//! When it returns, `ctx.trap_code == TRAP_NONE` means the returned value is
+//! r0; otherwise the trap fields say what happened and the value is ignored.
+//!
+//! Field offsets are part of the ABI (the JITs load them as constants): they
+//! are exported below as `OFFSET_*` and checked by a test.
+
+use std::ffi::c_void;
+use std::mem::offset_of;
+
+/// Signature of a helper as the executors call it: the context, the helper's
+/// own data pointer, then r1 to r5. The result goes to r0. A helper that must
+/// stop the program calls [`VmCtx::raise`] and returns; the caller then sees
+/// `trap_code != TRAP_NONE` and leaves, filling in the pc.
+pub type HelperFn =
+    unsafe extern "C" fn(ctx: *mut VmCtx, data: *const c_void, u64, u64, u64, u64, u64) -> u64;
+
+/// One entry of the helper table, indexed by helper id.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct HelperSlot {
+    pub func: Option<HelperFn>,
+    pub data: *const c_void,
+}
+
+impl HelperSlot {
+    pub const EMPTY: HelperSlot = HelperSlot {
+        func: None,
+        data: std::ptr::null(),
+    };
+}
+
+/// A host memory region that checked code may access.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Region {
+    pub start: u64,
+    pub len: u64,
+    /// 1 when stores and atomics are allowed, 0 for read-only.
+    pub writable: u64,
+}
+
+// Trap codes written to `VmCtx::trap_code`.
+pub const TRAP_NONE: u32 = 0;
+/// Out-of-bounds load: `trap_addr`, `trap_size` set.
+pub const TRAP_LOAD: u32 = 1;
+/// Out-of-bounds store or atomic: `trap_addr`, `trap_size` set.
+pub const TRAP_STORE: u32 = 2;
+/// The instruction budget ran out at the start of the block at `trap_pc`.
+pub const TRAP_BUDGET: u32 = 3;
+/// A local call would exceed the call-depth limit.
+pub const TRAP_CALL_DEPTH: u32 = 4;
+/// `callx` (or a helper call) named a helper id that is not registered:
+/// `trap_addr` holds the id.
+pub const TRAP_UNKNOWN_HELPER: u32 = 5;
+/// A helper reported an error: `trap_addr` holds the helper id,
+/// `trap_size` the helper's error code.
+pub const TRAP_HELPER: u32 = 6;
+/// An atomic instruction's address is not aligned to its size:
+/// `trap_addr`, `trap_size` set.
+pub const TRAP_MISALIGNED: u32 = 7;
+/// An executor reached a state the verifier rules out (a bug in bpfvm).
+pub const TRAP_INTERNAL: u32 = 255;
+
+/// The execution context shared by every executor. `#[repr(C)]`, 8-byte
+/// fields, offsets fixed by the `OFFSET_*` constants.
+#[repr(C)]
+#[derive(Debug)]
+pub struct VmCtx {
+    /// Input memory `[mem_start, mem_end)` (r1 and r2 at entry).
+    pub mem_start: u64,
+    pub mem_end: u64,
+    /// r10 of the outermost frame: one past the top of the stack area.
+    pub stack_top: u64,
+    /// Lowest address of the stack area (`stack_top - depth * 512`).
+    pub stack_bottom: u64,
+    /// Extra regions the program may access in checked mode.
+    pub regions: *const Region,
+    pub region_count: u64,
+    /// Helper table, indexed by helper id.
+    pub helpers: *const HelperSlot,
+    pub helper_count: u64,
+    /// Instructions left when the budget is enabled; decremented per block.
+    pub budget: u64,
+    /// Trap record: code (`TRAP_*`), size or helper error code, pc, address.
+    pub trap_code: u32,
+    pub trap_size: u32,
+    pub trap_pc: u64,
+    pub trap_addr: u64,
+    /// Host context for helpers (the runtime's per-run state).
+    pub host: *mut c_void,
+}
+
+pub const OFFSET_MEM_START: i32 = offset_of!(VmCtx, mem_start) as i32;
+pub const OFFSET_MEM_END: i32 = offset_of!(VmCtx, mem_end) as i32;
+pub const OFFSET_STACK_TOP: i32 = offset_of!(VmCtx, stack_top) as i32;
+pub const OFFSET_STACK_BOTTOM: i32 = offset_of!(VmCtx, stack_bottom) as i32;
+pub const OFFSET_REGIONS: i32 = offset_of!(VmCtx, regions) as i32;
+pub const OFFSET_REGION_COUNT: i32 = offset_of!(VmCtx, region_count) as i32;
+pub const OFFSET_HELPERS: i32 = offset_of!(VmCtx, helpers) as i32;
+pub const OFFSET_HELPER_COUNT: i32 = offset_of!(VmCtx, helper_count) as i32;
+pub const OFFSET_BUDGET: i32 = offset_of!(VmCtx, budget) as i32;
+pub const OFFSET_TRAP_CODE: i32 = offset_of!(VmCtx, trap_code) as i32;
+pub const OFFSET_TRAP_SIZE: i32 = offset_of!(VmCtx, trap_size) as i32;
+pub const OFFSET_TRAP_PC: i32 = offset_of!(VmCtx, trap_pc) as i32;
+pub const OFFSET_TRAP_ADDR: i32 = offset_of!(VmCtx, trap_addr) as i32;
+pub const OFFSET_HOST: i32 = offset_of!(VmCtx, host) as i32;
+/// Size of a `HelperSlot` and the offsets of its fields.
+pub const HELPER_SLOT_SIZE: i32 = std::mem::size_of::<HelperSlot>() as i32;
+pub const OFFSET_SLOT_FUNC: i32 = offset_of!(HelperSlot, func) as i32;
+pub const OFFSET_SLOT_DATA: i32 = offset_of!(HelperSlot, data) as i32;
+
+impl VmCtx {
+    /// Records a trap raised by a helper or a slow path. The executor fills
+    /// in `trap_pc` when it leaves.
+    pub fn raise(&mut self, code: u32, addr: u64, size: u32) {
+        self.trap_code = code;
+        self.trap_addr = addr;
+        self.trap_size = size;
+    }
+
+    /// Whether `[addr, addr + size)` lies in a region that permits the access.
+    /// `frame_lo` is the lowest stack address the current frame may touch
+    /// (its r10 minus 512): the frames of its callers lie above it and are
+    /// allowed, the rest of the stack area is not.
+    ///
+    /// The one definition of checked memory, used by the interpreter and by
+    /// the JITs' out-of-line path.
+    pub fn allows(&self, addr: u64, size: u64, write: bool, frame_lo: u64) -> bool {
+        let Some(end) = addr.checked_add(size) else {
+            return false;
+        };
+        if addr >= self.mem_start && end <= self.mem_end {
+            return true;
+        }
+        if addr >= frame_lo && end <= self.stack_top {
+            return true;
+        }
+        for r in self.regions() {
+            if addr >= r.start
+                && end <= r.start.saturating_add(r.len)
+                && (!write || r.writable != 0)
+            {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// The extra regions as a slice.
+    pub fn regions(&self) -> &[Region] {
+        if self.regions.is_null() || self.region_count == 0 {
+            return &[];
+        }
+        // SAFETY: the owner of the context keeps `regions` valid for
+        // `region_count` entries for as long as the context is in use.
+        unsafe { std::slice::from_raw_parts(self.regions, self.region_count as usize) }
+    }
+
+    /// The helper slot for `id`, if one is registered.
+    pub fn helper(&self, id: u64) -> Option<HelperSlot> {
+        if id >= self.helper_count || self.helpers.is_null() {
+            return None;
+        }
+        // SAFETY: `helpers` is valid for `helper_count` entries.
+        let slot = unsafe { *self.helpers.add(id as usize) };
+        slot.func.map(|_| slot)
+    }
+}
+
+/// Out-of-line memory check for generated code: returns 1 when the access is
+/// allowed, else records the trap and returns 0.
+///
+/// # Safety
+/// `ctx` must point to a live `VmCtx`.
+pub unsafe extern "C" fn bpfvm_check_access(
+    ctx: *mut VmCtx,
+    addr: u64,
+    size: u64,
+    write: u64,
+    frame_lo: u64,
+) -> u64 {
+    // SAFETY: per the contract, ctx is live and not aliased mutably elsewhere.
+    let ctx = unsafe { &mut *ctx };
+    if ctx.allows(addr, size, write != 0, frame_lo) {
+        1
+    } else {
+        ctx.raise(
+            if write != 0 { TRAP_STORE } else { TRAP_LOAD },
+            addr,
+            size as u32,
+        );
+        0
+    }
+}
+
+/// Calls helper `id` for generated code (used for `callx`, where the id is
+/// only known at run time): records `TRAP_UNKNOWN_HELPER` when it is not
+/// registered.
+///
+/// # Safety
+/// `ctx` must point to a live `VmCtx` whose helper table is valid.
+pub unsafe extern "C" fn bpfvm_call_helper_by_id(
+    ctx: *mut VmCtx,
+    id: u64,
+    a1: u64,
+    a2: u64,
+    a3: u64,
+    a4: u64,
+    a5: u64,
+) -> u64 {
+    // SAFETY: ctx is live per the contract.
+    let slot = unsafe { (*ctx).helper(id) };
+    match slot.and_then(|s| s.func.map(|f| (f, s.data))) {
+        // SAFETY: registered helpers follow the HelperFn contract.
+        Some((f, data)) => unsafe { f(ctx, data, a1, a2, a3, a4, a5) },
+        None => {
+            // SAFETY: as above.
+            unsafe { (*ctx).raise(TRAP_UNKNOWN_HELPER, id, 0) };
+            0
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn abi_offsets_are_stable() {
+        assert_eq!(OFFSET_MEM_START, 0);
+        assert_eq!(OFFSET_MEM_END, 8);
+        assert_eq!(OFFSET_STACK_TOP, 16);
+        assert_eq!(OFFSET_STACK_BOTTOM, 24);
+        assert_eq!(OFFSET_REGIONS, 32);
+        assert_eq!(OFFSET_REGION_COUNT, 40);
+        assert_eq!(OFFSET_HELPERS, 48);
+        assert_eq!(OFFSET_HELPER_COUNT, 56);
+        assert_eq!(OFFSET_BUDGET, 64);
+        assert_eq!(OFFSET_TRAP_CODE, 72);
+        assert_eq!(OFFSET_TRAP_SIZE, 76);
+        assert_eq!(OFFSET_TRAP_PC, 80);
+        assert_eq!(OFFSET_TRAP_ADDR, 88);
+        assert_eq!(OFFSET_HOST, 96);
+        assert_eq!(HELPER_SLOT_SIZE, 16);
+    }
+
+    fn ctx() -> VmCtx {
+        VmCtx {
+            mem_start: 1000,
+            mem_end: 1010,
+            stack_top: 5000,
+            stack_bottom: 5000 - 4096,
+            regions: std::ptr::null(),
+            region_count: 0,
+            helpers: std::ptr::null(),
+            helper_count: 0,
+            budget: 0,
+            trap_code: 0,
+            trap_size: 0,
+            trap_pc: 0,
+            trap_addr: 0,
+            host: std::ptr::null_mut(),
+        }
+    }
+
+    #[test]
+    fn checked_memory_rules() {
+        let mut c = ctx();
+        assert!(c.allows(1000, 10, true, 4488));
+        assert!(!c.allows(1001, 10, false, 4488));
+        assert!(!c.allows(999, 1, false, 4488));
+        assert!(c.allows(4488, 512, true, 4488));
+        assert!(!c.allows(4487, 1, true, 4488), "below the current frame");
+        assert!(
+            c.allows(4000, 8, true, 3976),
+            "caller frames are visible to callees"
+        );
+        assert!(
+            !c.allows(u64::MAX - 2, 8, false, 4488),
+            "wrapping is out of bounds"
+        );
+        let rs = [Region {
+            start: 100,
+            len: 50,
+            writable: 0,
+        }];
+        c.regions = rs.as_ptr();
+        c.region_count = 1;
+        assert!(c.allows(100, 50, false, 4488));
+        assert!(!c.allows(100, 50, true, 4488), "read-only region");
+        assert!(!c.allows(140, 11, false, 4488));
+    }
+}
