@@ -62,6 +62,11 @@ pub(crate) struct Translator<'a, 'b> {
     helpers: Option<Value>,
     helper_count: Option<Value>,
     blocks: Vec<Option<Block>>,
+    /// For each pc (relative to the function start): the blocks to seal
+    /// once that instruction is translated (its last branch to them).
+    seal_after: Vec<Vec<usize>>,
+    /// For each leader (relative): the last pc that branches to it, if any.
+    last_branch_to: Vec<Option<usize>>,
     traps: Vec<TrapSite>,
     /// Whether the current block already ends in a terminator.
     filled: bool,
@@ -128,10 +133,13 @@ impl<'a, 'b> Translator<'a, 'b> {
             helpers: None,
             helper_count: None,
             blocks: vec![None; len],
+            seal_after: vec![Vec::new(); len],
+            last_branch_to: vec![None; len],
             traps: Vec::new(),
             filled: false,
         };
         t.load_invariants();
+        t.find_last_branches();
         t
     }
 
@@ -197,6 +205,32 @@ impl<'a, 'b> Translator<'a, 'b> {
         }
     }
 
+    /// Blocks are sealed as soon as all their predecessors exist, so that
+    /// SSA construction adds block parameters only where values really
+    /// merge (sealing everything at the end makes every block a merge).
+    fn find_last_branches(&mut self) {
+        for pc in self.func.start..self.func.end {
+            if let Some(t) = self.program.instrs()[pc].branch_target() {
+                let k = t as usize - self.func.start;
+                let last = &mut self.last_branch_to[k];
+                *last = Some(last.map_or(pc, |l| l.max(pc)));
+            }
+        }
+    }
+
+    /// Seals leader `pc` now if no later instruction branches to it, else
+    /// after the last one that does.
+    fn schedule_seal(&mut self, pc: usize) {
+        let k = pc - self.func.start;
+        match self.last_branch_to[k] {
+            Some(last) if last >= pc => self.seal_after[last - self.func.start].push(pc),
+            _ => {
+                let b = self.block_at(pc);
+                self.b.seal_block(b);
+            }
+        }
+    }
+
     fn block_at(&mut self, pc: usize) -> Block {
         let k = pc - self.func.start;
         if let Some(b) = self.blocks[k] {
@@ -225,15 +259,21 @@ impl<'a, 'b> Translator<'a, 'b> {
                     self.b.ins().jump(blk, &[]);
                 }
                 self.b.switch_to_block(blk);
+                self.schedule_seal(pc);
                 self.filled = false;
                 self.charge_budget(pc);
             } else if self.filled {
                 // Unreachable code that starts no block: give it one.
                 let blk = self.b.create_block();
                 self.b.switch_to_block(blk);
+                self.b.seal_block(blk);
                 self.filled = false;
             }
             self.instr(pc, ins);
+            for leader in std::mem::take(&mut self.seal_after[pc - self.func.start]) {
+                let b = self.block_at(leader);
+                self.b.seal_block(b);
+            }
             pc += ins.slots();
         }
         self.emit_traps();
@@ -278,6 +318,7 @@ impl<'a, 'b> Translator<'a, 'b> {
         let cont = self.b.create_block();
         self.b.ins().brif(cond, trap, &[], cont, &[]);
         self.b.switch_to_block(cont);
+        self.b.seal_block(cont);
     }
 
     fn emit_traps(&mut self) {
@@ -623,6 +664,7 @@ impl<'a, 'b> Translator<'a, 'b> {
             let inside = self.b.ins().icmp(IntCC::UnsignedLessThan, rel, bound);
             self.b.ins().brif(inside, ok, &[], next, &[]);
             self.b.switch_to_block(next);
+            self.b.seal_block(next);
         }
         // Slow path: other regions.
         let n = self.b.ins().iconst(I64, size.bytes() as i64);
@@ -637,6 +679,7 @@ impl<'a, 'b> Translator<'a, 'b> {
         let trap = self.trap(None, Some(pc), None, 0);
         self.b.ins().brif(allowed, ok, &[], trap, &[]);
         self.b.switch_to_block(ok);
+        self.b.seal_block(ok);
         addr
     }
 

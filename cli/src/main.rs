@@ -1,0 +1,278 @@
+//! `bpfvm`: run, assemble, disassemble and verify eBPF programs.
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use bpfvm::engine::backend::{DEFAULT_CALL_DEPTH, MAX_CALL_DEPTH};
+use bpfvm::engine::disasm;
+use bpfvm::engine::instr::Instr;
+use bpfvm::engine::isa::encode_program;
+use bpfvm::tier::Tier;
+use bpfvm_cli::error::{EXIT_OK, EXIT_TRAPPED};
+use bpfvm_cli::exec::{self, RunConfig};
+use bpfvm_cli::hex;
+use bpfvm_cli::input::{self, Format, Loaded};
+use bpfvm_cli::{exit_code, one_line, CliError};
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  the program trapped at run time (out-of-bounds access, budget, call depth, ...)
+  2  usage error, or the input cannot be read
+  3  the program was rejected at load (parse, assemble, ELF, verify)
+  4  internal or compile error
+
+Input formats (detected, or forced with --format): a BPF ELF object, a
+conformance .data file, hex bytes, assembler text (conformance syntax), or
+raw bytecode. FILE `-` reads standard input.";
+
+/// A userspace eBPF virtual machine.
+#[derive(Parser)]
+#[command(name = "bpfvm", version, after_help = EXIT_CODES)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Verify, compile and run a program; print r0.
+    Run(RunArgs),
+    /// Assemble a program to raw bytecode.
+    Asm(AsmArgs),
+    /// Disassemble a program (llvm-objdump syntax).
+    Disasm(InputArgs),
+    /// Check a program with the load-time verifier.
+    Verify(InputArgs),
+}
+
+#[derive(Args)]
+struct InputArgs {
+    /// The program file (`-` for standard input).
+    file: PathBuf,
+    /// In an ELF object: the program section or function to use.
+    #[arg(long, value_name = "NAME")]
+    prog: Option<String>,
+    /// The input format (detected when omitted).
+    #[arg(long, value_enum)]
+    format: Option<Format>,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    input: InputArgs,
+    /// Input memory from a file (raw bytes); the program gets r1 = its
+    /// address, r2 = its length.
+    #[arg(long, value_name = "FILE", conflicts_with = "mem_hex")]
+    mem: Option<PathBuf>,
+    /// Input memory as hex bytes, e.g. "01 02 ff".
+    #[arg(long, value_name = "HEX")]
+    mem_hex: Option<String>,
+    /// The executor: interp, cranelift or llvm.
+    #[arg(long, default_value_t = Tier::Interp)]
+    tier: Tier,
+    /// Instruction budget: the run traps when it is used up.
+    #[arg(long, value_name = "N")]
+    budget: Option<u64>,
+    /// Call-depth limit in frames [default: 8].
+    #[arg(long, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=MAX_CALL_DEPTH as i64))]
+    call_depth: Option<u32>,
+    /// Do not check memory accesses (trusted programs only; the
+    /// interpreter always checks).
+    #[arg(long)]
+    unchecked: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Print the input memory after the run.
+    #[arg(long)]
+    dump_mem: bool,
+}
+
+#[derive(Args)]
+struct AsmArgs {
+    #[command(flatten)]
+    input: InputArgs,
+    /// Output file (default: standard output, which must not be a terminal).
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli.command) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e));
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}
+
+fn dispatch(command: Command) -> Result<u8> {
+    match command {
+        Command::Run(args) => run(args),
+        Command::Asm(args) => assemble(args),
+        Command::Disasm(args) => {
+            let loaded = load(&args)?;
+            let mut listing = disasm::disassemble(&loaded.insns);
+            if !listing.ends_with('\n') {
+                listing.push('\n');
+            }
+            print(&listing)?;
+            Ok(EXIT_OK)
+        }
+        Command::Verify(args) => {
+            let program = exec::verify(load(&args)?.insns)?;
+            let instructions = program
+                .instrs()
+                .iter()
+                .filter(|i| **i != Instr::LddwTail)
+                .count();
+            let functions = program.functions().len();
+            print(&format!(
+                "ok: {instructions} instruction{}, {functions} function{}\n",
+                plural(instructions),
+                plural(functions)
+            ))?;
+            Ok(EXIT_OK)
+        }
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+/// Reads a file, or standard input for `-`.
+fn read_input(path: &Path) -> Result<Vec<u8>, CliError> {
+    let read_err = |source| CliError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    if path == Path::new("-") {
+        let mut buf = Vec::new();
+        std::io::stdin().read_to_end(&mut buf).map_err(read_err)?;
+        Ok(buf)
+    } else {
+        std::fs::read(path).map_err(read_err)
+    }
+}
+
+fn load(args: &InputArgs) -> Result<Loaded, CliError> {
+    let bytes = read_input(&args.file)?;
+    Ok(input::load(&bytes, args.format, args.prog.as_deref())?)
+}
+
+/// Writes to standard output; a closed pipe is an error, not a panic.
+fn print(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|_| out.flush())
+        .context("writing to standard output")
+}
+
+fn run(args: RunArgs) -> Result<u8> {
+    let loaded = load(&args.input)?;
+    let mut mem = match (&args.mem, &args.mem_hex) {
+        (Some(path), _) => read_input(path)?,
+        (None, Some(text)) => {
+            hex::parse_hex(text).map_err(|e| CliError::Usage(format!("--mem-hex: {e}")))?
+        }
+        (None, None) => loaded.mem.clone().unwrap_or_default(),
+    };
+    // Command-line settings win over a .data file's `-- options`.
+    let config = RunConfig {
+        tier: args.tier,
+        checked: !args.unchecked,
+        budget: args.budget.or(loaded.options.budget),
+        call_depth: args
+            .call_depth
+            .map(|n| n as usize)
+            .or(loaded.options.call_depth)
+            .unwrap_or(DEFAULT_CALL_DEPTH),
+    };
+    let program = exec::verify(loaded.insns)?;
+    let result = exec::run(program, &config, &mut mem);
+    let tier = args.tier.name();
+    match result {
+        Ok(out) => {
+            if args.json {
+                let mut v = json!({
+                    "result": out.r0,
+                    "result_hex": format!("{:#x}", out.r0),
+                    "tier": tier,
+                    "budget_left": out.budget_left,
+                });
+                if args.dump_mem {
+                    v["mem"] = json!(hex::to_hex(&mem));
+                }
+                print(&format!("{v}\n"))?;
+            } else {
+                print(&format!("r0 = {:#x} ({})\n", out.r0, out.r0))?;
+                if args.dump_mem {
+                    print(&dump(&mem))?;
+                }
+            }
+            Ok(EXIT_OK)
+        }
+        Err(CliError::Trap(trap)) => {
+            if args.json {
+                let mut v = json!({
+                    "trap": { "kind": trap.kind(), "pc": trap.pc(), "message": trap.to_string() },
+                    "tier": tier,
+                });
+                if args.dump_mem {
+                    v["mem"] = json!(hex::to_hex(&mem));
+                }
+                print(&format!("{v}\n"))?;
+            } else if args.dump_mem {
+                print(&dump(&mem))?;
+            }
+            eprintln!("error: {trap}");
+            Ok(EXIT_TRAPPED)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn dump(mem: &[u8]) -> String {
+    if mem.is_empty() {
+        "memory: (none)\n".to_string()
+    } else {
+        format!("memory ({} bytes):\n{}", mem.len(), hex::hexdump(mem))
+    }
+}
+
+fn assemble(args: AsmArgs) -> Result<u8> {
+    let loaded = load(&args.input)?;
+    let bytes = encode_program(&loaded.insns);
+    match &args.output {
+        Some(path) => std::fs::write(path, &bytes)
+            .with_context(|| format!("cannot write {}", path.display()))?,
+        None => {
+            let mut out = std::io::stdout().lock();
+            if out.is_terminal() {
+                return Err(CliError::Usage(
+                    "refusing to write binary bytecode to a terminal: use -o FILE or redirect"
+                        .into(),
+                )
+                .into());
+            }
+            out.write_all(&bytes)
+                .and_then(|_| out.flush())
+                .context("writing to standard output")?;
+        }
+    }
+    Ok(EXIT_OK)
+}

@@ -1,0 +1,119 @@
+//! Differential execution: run one program on several tiers over identical
+//! memory and stack (same contents, same addresses) and compare everything
+//! observable: the result or trap (kind, pc, address), the input memory
+//! (which holds the generated programs' register dump), the whole stack
+//! area, and the instructions charged to the budget.
+
+use std::sync::Arc;
+
+use bpfvm::engine::backend::{execute_on, Backend, CompileOptions, RunEnv, Stack};
+use bpfvm::engine::helpers::{HelperTable, Helpers};
+use bpfvm::engine::isa::Insn;
+use bpfvm::engine::trap::Trap;
+use bpfvm::engine::verifier::{verify, VerifyOptions};
+
+use crate::generate::{mix_helper, MIX_HELPER_ID};
+
+/// Everything a run makes visible.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Observed {
+    pub result: Result<u64, Trap>,
+    pub budget_left: Option<u64>,
+    pub mem: Vec<u8>,
+    pub stack: Vec<u8>,
+}
+
+/// Helpers the generated programs call.
+pub fn differential_helpers() -> Helpers {
+    let mut h = Helpers::new();
+    h.register(MIX_HELPER_ID, "mix", |_, a| Ok(mix_helper(a)));
+    h
+}
+
+/// One program run on every tier, over the same buffers.
+pub struct Differ {
+    table: HelperTable,
+    helpers: Helpers,
+    mem: Vec<u8>,
+    stack: Stack,
+}
+
+impl Differ {
+    pub fn new(helpers: Helpers, mem_size: usize, call_depth: usize) -> Differ {
+        Differ {
+            table: helpers.table(),
+            helpers,
+            mem: vec![0; mem_size],
+            stack: Stack::new(call_depth),
+        }
+    }
+
+    /// Verifies `insns` and runs it on each backend with `opts`, memory
+    /// starting as `mem_init`. Returns the observations, reference first,
+    /// or the verifier's error.
+    pub fn run_all(
+        &mut self,
+        insns: &[Insn],
+        mem_init: &[u8],
+        backends: &[&dyn Backend],
+        opts: &CompileOptions,
+    ) -> Result<Vec<(&'static str, Observed)>, String> {
+        let helpers = &self.helpers;
+        let vopts = VerifyOptions {
+            helper_exists: &|id| helpers.contains(id),
+            ..VerifyOptions::default()
+        };
+        let program = Arc::new(verify(insns.to_vec(), &vopts).map_err(|e| e.to_string())?);
+        let mut out = Vec::new();
+        for b in backends {
+            let code = b.compile(&program, opts).map_err(|e| e.to_string())?;
+            self.mem[..mem_init.len()].copy_from_slice(mem_init);
+            self.stack.clear();
+            let env = RunEnv {
+                helpers: &self.table,
+                regions: &[],
+                host: std::ptr::null_mut(),
+            };
+            let r = execute_on(code.as_ref(), &env, &mut self.mem, &mut self.stack);
+            out.push((
+                b.name(),
+                Observed {
+                    budget_left: r.as_ref().ok().and_then(|o| o.budget_left),
+                    result: r.map(|o| o.r0),
+                    mem: self.mem.clone(),
+                    stack: self.stack.bytes(),
+                },
+            ));
+        }
+        Ok(out)
+    }
+}
+
+/// Describes the first difference between a reference and another run.
+pub fn difference(reference: &Observed, other: &Observed) -> Option<String> {
+    if reference.result != other.result {
+        return Some(format!(
+            "result {:?} vs {:?}",
+            reference.result, other.result
+        ));
+    }
+    if reference.budget_left != other.budget_left {
+        return Some(format!(
+            "budget left {:?} vs {:?}",
+            reference.budget_left, other.budget_left
+        ));
+    }
+    if let Some(i) = (0..reference.mem.len()).find(|&i| reference.mem[i] != other.mem[i]) {
+        return Some(format!(
+            "memory byte {i}: {:#04x} vs {:#04x}",
+            reference.mem[i], other.mem[i]
+        ));
+    }
+    if let Some(i) = (0..reference.stack.len()).find(|&i| reference.stack[i] != other.stack[i]) {
+        return Some(format!(
+            "stack byte {i} (from the bottom): {:#04x} vs {:#04x}",
+            reference.stack[i], other.stack[i]
+        ));
+    }
+    None
+}

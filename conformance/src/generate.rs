@@ -1,0 +1,535 @@
+//! A seeded generator of random, valid, terminating eBPF programs for
+//! differential testing (every tier against the interpreter).
+//!
+//! Programs are built from statements: ALU operations of every kind and
+//! width with operands biased to boundary values, loads, stores and atomics
+//! on the input memory and the stack (mostly in bounds, sometimes not),
+//! pointer arithmetic, byte swaps, sign extensions, `lddw`, forward
+//! conditional jumps, counted loops, helper calls (direct and `callx`) and
+//! bpf-to-bpf calls into generated functions. Registers are reserved so that
+//! every program terminates and can report its state:
+//!
+//! - r9 holds the input memory's address for the whole run;
+//! - r8 is the loop counter (loops do not nest);
+//! - the epilogue stores r0 to r8 into the last 72 bytes of the input
+//!   memory, so comparing memory compares every register.
+
+use bpfvm::engine::isa::*;
+
+/// Size of the input memory generated programs expect.
+pub const MEM_SIZE: usize = 256;
+/// Offset of the register dump in the input memory.
+pub const DUMP_OFFSET: usize = MEM_SIZE - 72;
+/// Helper id of [`mix_helper`].
+pub const MIX_HELPER_ID: u32 = 1;
+
+/// The deterministic helper generated programs call: mixes its arguments.
+pub fn mix_helper(a: [u64; 5]) -> u64 {
+    let mut h = 0x9e37_79b9_7f4a_7c15u64;
+    for v in a {
+        h = (h ^ v).wrapping_mul(0x100_0000_01b3).rotate_left(17);
+    }
+    h
+}
+
+/// SplitMix64: small, seeded, good enough for program generation.
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    /// Uniform in `0..n` (n > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+    pub fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.below(items.len() as u64) as usize]
+    }
+}
+
+/// Boundary values operands are biased towards.
+const BOUNDARY: [u64; 16] = [
+    0,
+    1,
+    u64::MAX,
+    i64::MIN as u64,
+    i64::MAX as u64,
+    i32::MIN as u32 as u64,
+    i32::MAX as u64,
+    u32::MAX as u64,
+    1 << 31,
+    1 << 32,
+    31,
+    32,
+    63,
+    64,
+    0xffff_ffff_0000_0000,
+    0x8000,
+];
+
+fn value(rng: &mut Rng) -> u64 {
+    match rng.below(4) {
+        0 | 1 => rng.pick(&BOUNDARY),
+        2 => rng.below(256),
+        _ => rng.next_u64(),
+    }
+}
+
+fn imm(rng: &mut Rng) -> i32 {
+    match rng.below(3) {
+        0 => rng.pick(&BOUNDARY) as i32,
+        1 => rng.below(64) as i32 - 8,
+        _ => rng.next_u64() as i32,
+    }
+}
+
+/// What the generator may produce.
+#[derive(Clone, Debug)]
+pub struct GenOptions {
+    /// Statements in the main function.
+    pub statements: usize,
+    /// Allow accesses outside the allowed regions (they trap in checked mode;
+    /// must be off for unchecked runs).
+    pub out_of_bounds: bool,
+    /// Allow helper calls (helper [`MIX_HELPER_ID`] must be registered).
+    pub helpers: bool,
+    /// Allow bpf-to-bpf calls.
+    pub local_calls: bool,
+}
+
+impl Default for GenOptions {
+    fn default() -> Self {
+        GenOptions {
+            statements: 24,
+            out_of_bounds: true,
+            helpers: true,
+            local_calls: true,
+        }
+    }
+}
+
+/// Instructions with labels resolved at the end.
+struct Asm {
+    insns: Vec<Insn>,
+    /// (slot, label) pairs to patch: jumps (offset) or calls (imm).
+    fixups: Vec<(usize, usize)>,
+    labels: Vec<Option<usize>>,
+}
+
+impl Asm {
+    fn new() -> Asm {
+        Asm {
+            insns: Vec::new(),
+            fixups: Vec::new(),
+            labels: Vec::new(),
+        }
+    }
+    fn label(&mut self) -> usize {
+        self.labels.push(None);
+        self.labels.len() - 1
+    }
+    fn bind(&mut self, l: usize) {
+        self.labels[l] = Some(self.insns.len());
+    }
+    fn emit(&mut self, i: Insn) {
+        self.insns.push(i);
+    }
+    fn emit_to(&mut self, i: Insn, label: usize) {
+        self.fixups.push((self.insns.len(), label));
+        self.insns.push(i);
+    }
+    fn finish(mut self) -> Vec<Insn> {
+        for (slot, label) in std::mem::take(&mut self.fixups) {
+            let target = self.labels[label].unwrap_or(slot + 1) as i64;
+            let rel = target - slot as i64 - 1;
+            let i = &mut self.insns[slot];
+            if i.code == OP_CALL {
+                i.imm = rel as i32;
+            } else {
+                i.off = rel as i16;
+            }
+        }
+        self.insns
+    }
+}
+
+const ALU_OPS: [u8; 13] = [
+    ALU_ADD, ALU_SUB, ALU_MUL, ALU_DIV, ALU_OR, ALU_AND, ALU_LSH, ALU_RSH, ALU_MOD, ALU_XOR,
+    ALU_MOV, ALU_ARSH, ALU_DIV,
+];
+const JMP_OPS: [u8; 11] = [
+    JMP_JEQ, JMP_JGT, JMP_JGE, JMP_JSET, JMP_JNE, JMP_JSGT, JMP_JSGE, JMP_JLT, JMP_JLE, JMP_JSLT,
+    JMP_JSLE,
+];
+const SIZES: [(u8, usize); 4] = [(SIZE_B, 1), (SIZE_H, 2), (SIZE_W, 4), (SIZE_DW, 8)];
+
+struct Gen<'a> {
+    rng: &'a mut Rng,
+    opts: &'a GenOptions,
+    asm: Asm,
+    /// Labels of generated functions to call.
+    functions: Vec<usize>,
+    in_loop: bool,
+    /// Inside a generated function r9 is zero: memory means the stack.
+    in_function: bool,
+    /// Registers statements may write.
+    writable: u8,
+}
+
+/// Generates one program. The same seed gives the same program.
+pub fn generate(seed: u64, opts: &GenOptions) -> Vec<Insn> {
+    let mut rng = Rng::new(seed);
+    let mut g = Gen {
+        rng: &mut rng,
+        opts,
+        asm: Asm::new(),
+        functions: Vec::new(),
+        in_loop: false,
+        in_function: false,
+        writable: 8,
+    };
+    let nfuncs = if opts.local_calls {
+        g.rng.below(3) as usize
+    } else {
+        0
+    };
+    g.functions = (0..nfuncs).map(|_| g.asm.label()).collect();
+    // Prologue: keep the memory pointer, give r0 and r2..r8 values.
+    g.asm
+        .emit(Insn::new(CLS_ALU64 | ALU_MOV | SRC_X, 9, 1, 0, 0));
+    for r in [0u8, 2, 3, 4, 5, 6, 7, 8] {
+        g.load_value(r);
+    }
+    for _ in 0..opts.statements {
+        g.statement(0);
+    }
+    // Epilogue: dump r0..r8, exit.
+    for r in 0..=8u8 {
+        g.asm.emit(Insn::new(
+            CLS_STX | MODE_MEM | SIZE_DW,
+            9,
+            r,
+            (DUMP_OFFSET + 8 * r as usize) as i16,
+            0,
+        ));
+    }
+    g.asm.emit(Insn::new(OP_EXIT, 0, 0, 0, 0));
+    // Functions: straight-line bodies over r0..r5 and their own stack.
+    let funcs = g.functions.clone();
+    g.writable = 5;
+    g.in_function = true;
+    for (k, l) in funcs.iter().enumerate() {
+        g.asm.bind(*l);
+        // Only later functions may be called from here: no recursion.
+        g.functions = funcs[k + 1..].to_vec();
+        let n = 2 + g.rng.below(6);
+        for _ in 0..n {
+            g.statement(1);
+        }
+        g.asm.emit(Insn::new(OP_EXIT, 0, 0, 0, 0));
+    }
+    g.asm.finish()
+}
+
+impl Gen<'_> {
+    fn reg(&mut self) -> u8 {
+        self.rng.below(self.writable as u64 + 1) as u8
+    }
+
+    fn load_value(&mut self, r: u8) {
+        let v = value(self.rng);
+        if v as i64 == v as i32 as i64 && self.rng.chance(70) {
+            self.asm
+                .emit(Insn::new(CLS_ALU64 | ALU_MOV | SRC_K, r, 0, 0, v as i32));
+        } else {
+            self.asm.emit(Insn::new(OP_LDDW, r, 0, 0, v as u32 as i32));
+            self.asm
+                .emit(Insn::new(0, 0, 0, 0, (v >> 32) as u32 as i32));
+        }
+    }
+
+    fn statement(&mut self, depth: usize) {
+        match self.rng.below(100) {
+            0..=34 => self.alu(),
+            35..=41 => self.unary(),
+            42..=55 => self.memory(),
+            56..=61 => self.atomic(),
+            62..=65 if !self.in_function => self.pointer_access(),
+            66..=69 => {
+                let r = self.reg();
+                self.load_value(r);
+            }
+            70..=81 if depth < 2 => self.forward_jump(depth),
+            82..=86 if depth == 0 && !self.in_loop => self.counted_loop(),
+            87..=92 if self.opts.helpers => self.helper_call(),
+            93..=99 if !self.functions.is_empty() => self.local_call(),
+            _ => self.alu(),
+        }
+    }
+
+    fn alu(&mut self) {
+        let class = if self.rng.chance(50) {
+            CLS_ALU64
+        } else {
+            CLS_ALU
+        };
+        let op = self.rng.pick(&ALU_OPS);
+        let dst = self.reg();
+        let signed_div = matches!(op, ALU_DIV | ALU_MOD) && self.rng.chance(40);
+        let off = if signed_div { 1 } else { 0 };
+        if self.rng.chance(50) {
+            let src = self.rng.below(10) as u8;
+            self.asm
+                .emit(Insn::new(class | op | SRC_X, dst, src, off, 0));
+        } else {
+            let mut i = imm(self.rng);
+            if matches!(op, ALU_LSH | ALU_RSH | ALU_ARSH) && self.rng.chance(70) {
+                i = self.rng.pick(&[0, 1, 31, 32, 63, 64, 7]);
+            }
+            self.asm.emit(Insn::new(class | op | SRC_K, dst, 0, off, i));
+        }
+    }
+
+    fn unary(&mut self) {
+        let dst = self.reg();
+        match self.rng.below(4) {
+            0 => {
+                let class = if self.rng.chance(50) {
+                    CLS_ALU64
+                } else {
+                    CLS_ALU
+                };
+                self.asm.emit(Insn::new(class | ALU_NEG, dst, 0, 0, 0));
+            }
+            1 => {
+                let bits = self.rng.pick(&[16, 32, 64]);
+                let code = self.rng.pick(&[
+                    CLS_ALU | ALU_END | SRC_K,
+                    CLS_ALU | ALU_END | SRC_X,
+                    CLS_ALU64 | ALU_END,
+                ]);
+                self.asm.emit(Insn::new(code, dst, 0, 0, bits));
+            }
+            _ => {
+                let src = self.rng.below(10) as u8;
+                if self.rng.chance(50) {
+                    let bits = self.rng.pick(&[8, 16, 32]);
+                    self.asm
+                        .emit(Insn::new(CLS_ALU64 | ALU_MOV | SRC_X, dst, src, bits, 0));
+                } else {
+                    let bits = self.rng.pick(&[8, 16]);
+                    self.asm
+                        .emit(Insn::new(CLS_ALU | ALU_MOV | SRC_X, dst, src, bits, 0));
+                }
+            }
+        }
+    }
+
+    /// An offset for an access of `size` bytes through r9 (memory) or r10
+    /// (stack), usually inside the region.
+    fn offset(&mut self, stack: bool, size: usize) -> i16 {
+        if self.opts.out_of_bounds && self.rng.chance(3) {
+            return if stack {
+                self.rng.pick(&[0i16, 8, -520, -513, 504])
+            } else {
+                self.rng
+                    .pick(&[-1i16, -8, MEM_SIZE as i16, (MEM_SIZE - 4) as i16, 4096])
+            };
+        }
+        if stack {
+            -(self.rng.below(512 / size as u64) as i16 + 1) * size as i16
+        } else {
+            let limit = DUMP_OFFSET - size;
+            if self.rng.chance(80) {
+                (self.rng.below((limit / size) as u64 + 1) as usize * size) as i16
+            } else {
+                self.rng.below(limit as u64 + 1) as i16
+            }
+        }
+    }
+
+    fn memory(&mut self) {
+        let (sz, n) = self.rng.pick(&SIZES);
+        let stack = self.in_function || self.rng.chance(50);
+        let base = if stack { 10 } else { 9 };
+        let off = self.offset(stack, n);
+        let r = self.reg();
+        match self.rng.below(4) {
+            0 => self
+                .asm
+                .emit(Insn::new(CLS_LDX | MODE_MEM | sz, r, base, off, 0)),
+            1 if sz != SIZE_DW => {
+                self.asm
+                    .emit(Insn::new(CLS_LDX | MODE_MEMSX | sz, r, base, off, 0))
+            }
+            2 => {
+                let v = imm(self.rng);
+                self.asm
+                    .emit(Insn::new(CLS_ST | MODE_MEM | sz, base, 0, off, v))
+            }
+            _ => {
+                let src = self.rng.below(10) as u8;
+                self.asm
+                    .emit(Insn::new(CLS_STX | MODE_MEM | sz, base, src, off, 0))
+            }
+        }
+    }
+
+    fn atomic(&mut self) {
+        let (sz, n) = self.rng.pick(&[(SIZE_W, 4usize), (SIZE_DW, 8)]);
+        let stack = self.in_function || self.rng.chance(50);
+        let base = if stack { 10 } else { 9 };
+        let mut off = self.offset(stack, n);
+        if self.rng.chance(90) {
+            off &= !(n as i16 - 1);
+        }
+        let op = self.rng.pick(&[
+            ATOMIC_ADD,
+            ATOMIC_OR,
+            ATOMIC_AND,
+            ATOMIC_XOR,
+            ATOMIC_ADD | ATOMIC_FETCH,
+            ATOMIC_OR | ATOMIC_FETCH,
+            ATOMIC_AND | ATOMIC_FETCH,
+            ATOMIC_XOR | ATOMIC_FETCH,
+            ATOMIC_XCHG,
+            ATOMIC_CMPXCHG,
+        ]);
+        // The fetched value lands in src: keep it writable.
+        let src = self.reg();
+        self.asm
+            .emit(Insn::new(CLS_STX | MODE_ATOMIC | sz, base, src, off, op));
+    }
+
+    /// `rA = rB & mask; rA += r9; load/store [rA + off]`: dynamic addresses.
+    fn pointer_access(&mut self) {
+        let a = self.rng.below(self.writable.min(7) as u64 + 1) as u8;
+        let b = self.rng.below(10) as u8;
+        let mask = if self.opts.out_of_bounds {
+            self.rng.pick(&[0x7f, 0xff, 0x1ff])
+        } else {
+            0x7f
+        };
+        self.asm
+            .emit(Insn::new(CLS_ALU64 | ALU_MOV | SRC_X, a, b, 0, 0));
+        self.asm
+            .emit(Insn::new(CLS_ALU64 | ALU_AND | SRC_K, a, 0, 0, mask));
+        self.asm
+            .emit(Insn::new(CLS_ALU64 | ALU_ADD | SRC_X, a, 9, 0, 0));
+        let (sz, _) = self.rng.pick(&SIZES);
+        if self.rng.chance(50) {
+            let dst = self.reg();
+            self.asm
+                .emit(Insn::new(CLS_LDX | MODE_MEM | sz, dst, a, 0, 0));
+        } else {
+            let src = self.rng.below(10) as u8;
+            self.asm
+                .emit(Insn::new(CLS_STX | MODE_MEM | sz, a, src, 0, 0));
+        }
+    }
+
+    fn forward_jump(&mut self, depth: usize) {
+        let class = if self.rng.chance(50) {
+            CLS_JMP
+        } else {
+            CLS_JMP32
+        };
+        let op = self.rng.pick(&JMP_OPS);
+        let dst = self.rng.below(10) as u8;
+        let skip = self.asm.label();
+        if self.rng.chance(50) {
+            let src = self.rng.below(10) as u8;
+            self.asm
+                .emit_to(Insn::new(class | op | SRC_X, dst, src, 0, 0), skip);
+        } else {
+            let i = imm(self.rng);
+            self.asm
+                .emit_to(Insn::new(class | op | SRC_K, dst, 0, 0, i), skip);
+        }
+        let n = 1 + self.rng.below(4);
+        for _ in 0..n {
+            self.statement(depth + 1);
+        }
+        self.asm.bind(skip);
+    }
+
+    fn counted_loop(&mut self) {
+        let count = 1 + self.rng.below(6) as i32;
+        self.asm
+            .emit(Insn::new(CLS_ALU64 | ALU_MOV | SRC_K, 8, 0, 0, count));
+        let head = self.asm.label();
+        self.asm.bind(head);
+        self.in_loop = true;
+        let saved = self.writable;
+        self.writable = 7;
+        let n = 1 + self.rng.below(4);
+        for _ in 0..n {
+            self.statement(1);
+        }
+        self.writable = saved;
+        self.in_loop = false;
+        self.asm
+            .emit(Insn::new(CLS_ALU64 | ALU_SUB | SRC_K, 8, 0, 0, 1));
+        self.asm
+            .emit_to(Insn::new(CLS_JMP | JMP_JNE | SRC_K, 8, 0, 0, 0), head);
+    }
+
+    fn helper_call(&mut self) {
+        if self.rng.chance(30) {
+            // callx through a register holding the id (sometimes a bad one).
+            let r = self.rng.below(6) as u8;
+            let id = if self.opts.out_of_bounds && self.rng.chance(10) {
+                99
+            } else {
+                MIX_HELPER_ID as i32
+            };
+            if self.writable < r {
+                return;
+            }
+            self.asm
+                .emit(Insn::new(CLS_ALU64 | ALU_MOV | SRC_K, r, 0, 0, id));
+            self.asm.emit(Insn::new(OP_CALLX, r, 0, 0, 0));
+        } else {
+            self.asm
+                .emit(Insn::new(OP_CALL, 0, CALL_HELPER, 0, MIX_HELPER_ID as i32));
+        }
+    }
+
+    fn local_call(&mut self) {
+        let f = self.rng.pick(&self.functions.clone());
+        self.asm.emit_to(Insn::new(OP_CALL, 0, CALL_LOCAL, 0, 0), f);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bpfvm::engine::verifier::{verify, VerifyOptions};
+
+    #[test]
+    fn generated_programs_verify_and_are_deterministic() {
+        let opts = GenOptions::default();
+        for seed in 0..500 {
+            let p = generate(seed, &opts);
+            assert_eq!(p, generate(seed, &opts));
+            if let Err(e) = verify(p.clone(), &VerifyOptions::default()) {
+                panic!(
+                    "seed {seed}: {e}\n{}",
+                    bpfvm::engine::disasm::disassemble(&p)
+                );
+            }
+        }
+    }
+}

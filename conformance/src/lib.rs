@@ -1,0 +1,33 @@
+//! Conformance testing for bpfvm.
+//!
+//! * [`data`]: the `.data` test-vector format of the public bpf_conformance
+//!   suite, plus bpfvm's `-- options` extension.
+//! * [`runner`]: runs one test case on one tier and compares the outcome.
+//!
+//! The test harness (`tests/conformance.rs`) runs the public suite and the
+//! project's own corpus (`corpus/*.data`) on every tier compiled in.
+
+pub mod data;
+pub mod differential;
+pub mod generate;
+pub mod runner;
+
+pub use data::{
+    is_data_file, parse, parse_file, CaseOptions, DataFile, Expect, ParseError, TestCase,
+};
+pub use runner::{execute_case, run_case, Outcome, RunOptions, Stage};
+
+use std::path::{Path, PathBuf};
+
+/// The `.data` files directly inside `dir`, sorted by name.
+pub fn data_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "data") && path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}

@@ -1,0 +1,145 @@
+//! Tiers: the executors a program can run on, by name, and the factory that
+//! returns the [`Backend`] of each tier compiled into this build.
+
+use std::fmt;
+use std::str::FromStr;
+
+use bpfvm_engine::backend::Backend;
+
+/// An executor tier.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Tier {
+    /// The reference interpreter: always available, always checks memory.
+    Interp,
+    /// Tier 0: the Cranelift JIT (cargo feature `cranelift`).
+    Cranelift,
+    /// Tier 1: the LLVM JIT (cargo feature `llvm`).
+    Llvm,
+}
+
+impl Tier {
+    /// Every tier, in order of promotion.
+    pub const ALL: [Tier; 3] = [Tier::Interp, Tier::Cranelift, Tier::Llvm];
+
+    /// The tier's name as the command line and the harness spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Tier::Interp => "interp",
+            Tier::Cranelift => "cranelift",
+            Tier::Llvm => "llvm",
+        }
+    }
+
+    /// Whether the tier has an unchecked (trusted, no memory checks) mode
+    /// distinct from its checked one. The interpreter always checks.
+    pub fn has_unchecked_mode(self) -> bool {
+        self != Tier::Interp
+    }
+
+    /// Whether this build has the tier.
+    pub fn is_available(self) -> bool {
+        backend(self).is_ok()
+    }
+
+    /// The tiers this build has, in order.
+    pub fn available() -> Vec<Tier> {
+        Tier::ALL.into_iter().filter(|t| t.is_available()).collect()
+    }
+
+    /// The valid names, comma separated (for error messages).
+    fn valid_names() -> String {
+        Tier::ALL.map(Tier::name).join(", ")
+    }
+}
+
+impl fmt::Display for Tier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Tier {
+    type Err = TierError;
+
+    fn from_str(s: &str) -> Result<Tier, TierError> {
+        Tier::ALL
+            .into_iter()
+            .find(|t| t.name() == s)
+            .ok_or_else(|| TierError::Unknown {
+                name: s.to_string(),
+                valid: Tier::valid_names(),
+            })
+    }
+}
+
+/// Why a tier cannot be used.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TierError {
+    #[error("unknown tier `{name}` (valid tiers: {valid})")]
+    Unknown { name: String, valid: String },
+    #[error("{0} support not compiled in")]
+    NotCompiledIn(&'static str),
+}
+
+/// The backend of `tier`, or [`TierError::NotCompiledIn`] when this build
+/// lacks it.
+pub fn backend(tier: Tier) -> Result<Box<dyn Backend>, TierError> {
+    match tier {
+        Tier::Interp => Ok(Box::new(bpfvm_engine::interp::Interpreter)),
+        #[cfg(feature = "cranelift")]
+        Tier::Cranelift => Ok(Box::new(bpfvm_cranelift::CraneliftBackend)),
+        #[cfg(not(feature = "cranelift"))]
+        Tier::Cranelift => Err(TierError::NotCompiledIn("cranelift")),
+        #[cfg(feature = "llvm")]
+        Tier::Llvm => Ok(Box::new(bpfvm_llvm::LlvmBackend::default())),
+        #[cfg(not(feature = "llvm"))]
+        Tier::Llvm => Err(TierError::NotCompiledIn("llvm")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for t in Tier::ALL {
+            assert_eq!(t.to_string().parse::<Tier>(), Ok(t));
+        }
+    }
+
+    #[test]
+    fn unknown_name_lists_valid_ones() {
+        let e = "jit".parse::<Tier>().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "unknown tier `jit` (valid tiers: interp, cranelift, llvm)"
+        );
+    }
+
+    #[test]
+    fn interp_is_always_available() {
+        assert_eq!(backend(Tier::Interp).map(|b| b.name()).ok(), Some("interp"));
+        assert_eq!(Tier::available().first(), Some(&Tier::Interp));
+    }
+
+    #[test]
+    fn missing_tiers_are_errors_not_panics() {
+        match backend(Tier::Llvm) {
+            Err(e) => {
+                assert!(!cfg!(feature = "llvm"), "llvm is compiled in: {e}");
+                assert_eq!(e.to_string(), "llvm support not compiled in");
+            }
+            Ok(b) => {
+                assert!(cfg!(feature = "llvm"));
+                assert_eq!(b.name(), "llvm");
+            }
+        }
+        if !cfg!(feature = "cranelift") {
+            assert!(matches!(
+                backend(Tier::Cranelift),
+                Err(TierError::NotCompiledIn("cranelift"))
+            ));
+        }
+    }
+}
