@@ -15,7 +15,8 @@ fn compile_latency(c: &mut Criterion) {
     for size in [50usize, 300, 1000, 3000] {
         let insns = program_of_size(size);
         let n = insns.len();
-        let program = Arc::new(verify(insns, &VerifyOptions::default()).expect("generated programs verify"));
+        let program =
+            Arc::new(verify(insns, &VerifyOptions::default()).expect("generated programs verify"));
         group.throughput(Throughput::Elements(n as u64));
         for tier in Tier::available() {
             let Ok(b) = backend(tier) else { continue };

@@ -64,6 +64,110 @@ pub fn run(program: Program, config: &RunConfig, mem: &mut [u8]) -> Result<Outco
     Ok(backend::execute(code.as_ref(), &env, mem)?)
 }
 
+/// Which tier `bpfvm run` uses: one tier, or the tiered policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TierChoice {
+    /// Start on tier 0, promote to tier 1 at the call threshold, cross-check.
+    Auto,
+    Fixed(Tier),
+}
+
+impl std::str::FromStr for TierChoice {
+    type Err = bpfvm::tier::TierError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(TierChoice::Auto),
+            _ => s
+                .parse()
+                .map(TierChoice::Fixed)
+                .map_err(|_| bpfvm::tier::TierError::Unknown {
+                    name: s.to_string(),
+                    valid: "auto, interp, cranelift, llvm".to_string(),
+                }),
+        }
+    }
+}
+
+impl std::fmt::Display for TierChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TierChoice::Auto => f.write_str("auto"),
+            TierChoice::Fixed(t) => write!(f, "{t}"),
+        }
+    }
+}
+
+/// How `bpfvm run` loads and runs a program through the runtime's `Engine`.
+#[derive(Clone, Debug)]
+pub struct EngineRun {
+    pub tier: TierChoice,
+    pub checked: bool,
+    pub budget: Option<u64>,
+    pub call_depth: usize,
+    /// Runs of the program; each starts from the same input memory.
+    pub repeat: u64,
+    /// Calls after which `auto` promotes to tier 1.
+    pub threshold: u64,
+    /// Cross-check promoted code against the interpreter (`auto`).
+    pub cross_check: bool,
+}
+
+/// The last run's result and the program's statistics.
+pub struct EngineOutcome {
+    pub result: Result<Outcome, bpfvm::engine::Trap>,
+    pub stats: bpfvm::Stats,
+}
+
+/// Loads `insns` into an engine configured by `run` (the standard test
+/// helpers registered) and runs it `run.repeat` times over `mem`, each run
+/// starting from the same input. With `auto`, tier 1 is compiled on this
+/// thread when the threshold is crossed, so that a run is reproducible.
+pub fn run_engine(
+    insns: Vec<Insn>,
+    run: &EngineRun,
+    mem: &mut [u8],
+) -> Result<EngineOutcome, CliError> {
+    let mut config = bpfvm::Config::new();
+    config
+        .helpers(&bpfvm::standard_test_helpers())
+        .memory_checks(run.checked)
+        .instruction_budget(run.budget)
+        .call_depth(run.call_depth);
+    match run.tier {
+        TierChoice::Fixed(t) => {
+            tier::backend(t)?;
+            config.tier_policy(bpfvm::TierPolicy::Fixed(t));
+        }
+        TierChoice::Auto => {
+            config
+                .tier_policy(bpfvm::TierPolicy::Tiered {
+                    call_threshold: run.threshold.max(1),
+                    instruction_threshold: u64::MAX,
+                })
+                .synchronous_tier_up(true);
+            if run.cross_check {
+                config.cross_check(Some(bpfvm::CrossCheck::default()));
+            }
+        }
+    }
+    let engine = bpfvm::Engine::new(&config);
+    let program = engine.load_insns(insns).map_err(|e| match e {
+        bpfvm::LoadError::Verify(v) => CliError::Verify(v),
+        bpfvm::LoadError::Compile(c) => CliError::Compile(c),
+        bpfvm::LoadError::Tier(t) => CliError::Tier(t),
+    })?;
+    let input = mem.to_vec();
+    let mut result = program.run_outcome(mem);
+    for _ in 1..run.repeat.max(1) {
+        mem.copy_from_slice(&input);
+        result = program.run_outcome(mem);
+    }
+    Ok(EngineOutcome {
+        result,
+        stats: program.stats(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,12 +200,40 @@ mod tests {
     fn errors_have_exit_codes() {
         let e = go("call 99\nexit", &RunConfig::default(), &mut []).unwrap_err();
         assert_eq!(e.exit_code(), crate::error::EXIT_REJECTED);
-        let config = RunConfig {
-            tier: Tier::Llvm,
-            ..RunConfig::default()
+        // A tier missing from this build is a usage error.
+        for tier in [Tier::Cranelift, Tier::Llvm] {
+            if tier.is_available() {
+                continue;
+            }
+            let config = RunConfig {
+                tier,
+                ..RunConfig::default()
+            };
+            let e = go("exit", &config, &mut []).unwrap_err();
+            assert_eq!(e.exit_code(), crate::error::EXIT_USAGE);
+            assert_eq!(e.to_string(), format!("{tier} support not compiled in"));
+        }
+    }
+
+    #[test]
+    fn auto_promotes_and_cross_checks() {
+        let run = EngineRun {
+            tier: TierChoice::Auto,
+            checked: true,
+            budget: None,
+            call_depth: DEFAULT_CALL_DEPTH,
+            repeat: 30,
+            threshold: 10,
+            cross_check: true,
         };
-        let e = go("exit", &config, &mut []).unwrap_err();
-        assert_eq!(e.exit_code(), crate::error::EXIT_USAGE);
-        assert_eq!(e.to_string(), "llvm support not compiled in");
+        let insns = bpfvm::engine::asm::assemble("mov %r0, %r2\nexit").unwrap();
+        let out = run_engine(insns, &run, &mut [1, 2, 3]).unwrap();
+        assert_eq!(out.result.map(|o| o.r0), Ok(3));
+        let s = out.stats;
+        assert_eq!(s.calls.interp + s.calls.cranelift + s.calls.llvm, 30);
+        if Tier::Llvm.is_available() {
+            assert_eq!(s.tier, Tier::Llvm);
+            assert_eq!((s.calls.llvm, s.cross_checks, s.mismatches), (20, 20, 0));
+        }
     }
 }

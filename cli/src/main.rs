@@ -5,13 +5,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use bpfvm::engine::backend::{DEFAULT_CALL_DEPTH, MAX_CALL_DEPTH};
+use bpfvm::engine::backend::{Outcome, DEFAULT_CALL_DEPTH, MAX_CALL_DEPTH};
 use bpfvm::engine::disasm;
 use bpfvm::engine::instr::Instr;
 use bpfvm::engine::isa::encode_program;
-use bpfvm::tier::Tier;
 use bpfvm_cli::error::{EXIT_OK, EXIT_TRAPPED};
-use bpfvm_cli::exec::{self, RunConfig};
+use bpfvm_cli::exec::{self, EngineRun, TierChoice};
 use bpfvm_cli::hex;
 use bpfvm_cli::input::{self, Format, Loaded};
 use bpfvm_cli::{exit_code, one_line, CliError};
@@ -73,9 +72,20 @@ struct RunArgs {
     /// Input memory as hex bytes, e.g. "01 02 ff".
     #[arg(long, value_name = "HEX")]
     mem_hex: Option<String>,
-    /// The executor: interp, cranelift or llvm.
-    #[arg(long, default_value_t = Tier::Interp)]
-    tier: Tier,
+    /// The executor: interp, cranelift, llvm, or auto (start on Cranelift,
+    /// move to LLVM after --threshold calls, cross-check against the
+    /// interpreter).
+    #[arg(long, default_value = "interp")]
+    tier: TierChoice,
+    /// Run the program N times (each run starts from the same input memory).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    repeat: u64,
+    /// With --tier auto: calls after which the program moves to tier 1.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    threshold: u64,
+    /// With --tier auto: do not cross-check promoted code.
+    #[arg(long)]
+    no_cross_check: bool,
     /// Instruction budget: the run traps when it is used up.
     #[arg(long, value_name = "N")]
     budget: Option<u64>,
@@ -192,7 +202,7 @@ fn run(args: RunArgs) -> Result<u8> {
         (None, None) => loaded.mem.clone().unwrap_or_default(),
     };
     // Command-line settings win over a .data file's `-- options`.
-    let config = RunConfig {
+    let run = EngineRun {
         tier: args.tier,
         checked: !args.unchecked,
         budget: args.budget.or(loaded.options.budget),
@@ -201,36 +211,56 @@ fn run(args: RunArgs) -> Result<u8> {
             .map(|n| n as usize)
             .or(loaded.options.call_depth)
             .unwrap_or(DEFAULT_CALL_DEPTH),
+        repeat: args.repeat,
+        threshold: args.threshold,
+        cross_check: !args.no_cross_check,
     };
-    let program = exec::verify(loaded.insns)?;
-    let result = exec::run(program, &config, &mut mem);
-    let tier = args.tier.name();
-    match result {
-        Ok(out) => {
+    let out = exec::run_engine(loaded.insns, &run, &mut mem)?;
+    let stats = &out.stats;
+    let stats_json = json!({
+        "calls": { "interp": stats.calls.interp, "cranelift": stats.calls.cranelift, "llvm": stats.calls.llvm },
+        "cross_checks": stats.cross_checks,
+        "mismatches": stats.mismatches,
+        "compile_ns": { "interp": stats.compile_ns.interp, "cranelift": stats.compile_ns.cranelift, "llvm": stats.compile_ns.llvm },
+        "tier0_instructions": stats.tier0_instructions,
+        "compile_failures": stats.compile_failures,
+        "last_error": stats.last_error,
+    });
+    let tier = stats.tier.name();
+    match out.result {
+        Ok(Outcome { r0, budget_left }) => {
             if args.json {
                 let mut v = json!({
-                    "result": out.r0,
-                    "result_hex": format!("{:#x}", out.r0),
+                    "result": r0,
+                    "result_hex": format!("{r0:#x}"),
                     "tier": tier,
-                    "budget_left": out.budget_left,
+                    "budget_left": budget_left,
+                    "stats": stats_json,
                 });
                 if args.dump_mem {
                     v["mem"] = json!(hex::to_hex(&mem));
                 }
                 print(&format!("{v}\n"))?;
             } else {
-                print(&format!("r0 = {:#x} ({})\n", out.r0, out.r0))?;
+                print(&format!("r0 = {r0:#x} ({r0})\n"))?;
+                if args.repeat > 1 || args.tier == TierChoice::Auto {
+                    print(&format!(
+                        "tier {tier}; calls: interp {}, cranelift {}, llvm {}; cross-checks {}, mismatches {}\n",
+                        stats.calls.interp, stats.calls.cranelift, stats.calls.llvm, stats.cross_checks, stats.mismatches
+                    ))?;
+                }
                 if args.dump_mem {
                     print(&dump(&mem))?;
                 }
             }
             Ok(EXIT_OK)
         }
-        Err(CliError::Trap(trap)) => {
+        Err(trap) => {
             if args.json {
                 let mut v = json!({
                     "trap": { "kind": trap.kind(), "pc": trap.pc(), "message": trap.to_string() },
                     "tier": tier,
+                    "stats": stats_json,
                 });
                 if args.dump_mem {
                     v["mem"] = json!(hex::to_hex(&mem));
@@ -242,7 +272,6 @@ fn run(args: RunArgs) -> Result<u8> {
             eprintln!("error: {trap}");
             Ok(EXIT_TRAPPED)
         }
-        Err(e) => Err(e.into()),
     }
 }
 

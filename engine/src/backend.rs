@@ -9,7 +9,7 @@ use crate::helpers::HelperTable;
 use crate::isa::STACK_FRAME_SIZE;
 use crate::program::Program;
 use crate::trap::Trap;
-use crate::vmctx::{Region, VmCtx, TRAP_NONE};
+use crate::vmctx::{Region, VmCtx, TRAP_EXIT, TRAP_NONE};
 
 /// Default call-depth limit, in frames (the outermost function counts).
 pub const DEFAULT_CALL_DEPTH: usize = 8;
@@ -131,6 +131,10 @@ impl Stack {
     pub fn top(&mut self) -> u64 {
         self.bottom() + (self.words.len() * 16) as u64
     }
+    /// Number of 512-byte frames the area holds.
+    pub fn frames(&self) -> usize {
+        self.words.len() * 16 / STACK_FRAME_SIZE
+    }
     /// Zeroes the whole area (the state every run starts from).
     pub fn clear(&mut self) {
         self.words.fill(0);
@@ -196,7 +200,19 @@ pub fn execute_on(
     // SAFETY: the context points at `mem`, `stack`, the regions and the
     // helper table, all borrowed for the duration of this call.
     let r0 = unsafe { code.call(&mut ctx, r1, r2) };
-    match Trap::from_ctx(&ctx, opts.call_depth) {
+    outcome(&ctx, r0, opts)
+}
+
+/// The end of a run from its context after the code returned `r0`: a
+/// trap, or r0 (a helper's early exit, `TRAP_EXIT`, carries r0 in `trap_addr`).
+pub fn outcome(ctx: &VmCtx, r0: u64, opts: &CompileOptions) -> Result<Outcome, Trap> {
+    if ctx.trap_code == TRAP_EXIT {
+        return Ok(Outcome {
+            r0: ctx.trap_addr,
+            budget_left: opts.budget.map(|_| ctx.budget),
+        });
+    }
+    match Trap::from_ctx(ctx, opts.call_depth) {
         Some(t) => Err(t),
         None => Ok(Outcome {
             r0,

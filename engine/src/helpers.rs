@@ -58,6 +58,33 @@ impl Helpers {
         self
     }
 
+    /// Registers (or replaces) helper `id` with a shared closure.
+    pub fn register_shared(&mut self, id: u32, name: &str, f: Arc<HelperClosure>) -> &mut Self {
+        self.entries.retain(|e| e.id != id);
+        self.entries.push(Arc::new(Entry {
+            id,
+            name: name.to_string(),
+            func: f,
+        }));
+        self
+    }
+
+    /// Adds (or replaces) every helper of `other`.
+    pub fn extend(&mut self, other: &Helpers) -> &mut Self {
+        for e in &other.entries {
+            self.entries.retain(|x| x.id != e.id);
+            self.entries.push(e.clone());
+        }
+        self
+    }
+
+    /// Each helper's id, name and closure.
+    pub fn iter(&self) -> impl Iterator<Item = (u32, &str, Arc<HelperClosure>)> + '_ {
+        self.entries
+            .iter()
+            .map(|e| (e.id, e.name.as_str(), e.func.clone()))
+    }
+
     pub fn contains(&self, id: u32) -> bool {
         self.entries.iter().any(|e| e.id == id)
     }

@@ -88,6 +88,15 @@ pub enum Reason {
 pub trait LddwResolver {
     /// `Err` explains why the reference is unknown.
     fn resolve(&self, pseudo: &LddwPseudo) -> Result<u64, String>;
+
+    /// Like [`LddwResolver::resolve`], knowing the pc of the `lddw` (so
+    /// that a `BPF_PSEUDO_FUNC` reference, relative to it, can be turned
+    /// into a function). The verifier calls this one; by default it
+    /// forwards to `resolve`.
+    fn resolve_at(&self, pc: usize, pseudo: &LddwPseudo) -> Result<u64, String> {
+        let _ = pc;
+        self.resolve(pseudo)
+    }
 }
 
 /// What the verifier accepts.
@@ -274,7 +283,7 @@ fn resolve_lddw(
     }
     match opts.lddw {
         Some(r) => r
-            .resolve(p)
+            .resolve_at(pc, p)
             .map_err(|why| Reason::Lddw { kind: p.kind, why }),
         None => Err(Reason::Lddw {
             kind: p.kind,

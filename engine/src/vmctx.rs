@@ -65,6 +65,11 @@ pub const TRAP_HELPER: u32 = 6;
 /// An atomic instruction's address is not aligned to its size:
 /// `trap_addr`, `trap_size` set.
 pub const TRAP_MISALIGNED: u32 = 7;
+/// Not a fault: a helper ended the run early (a tail call that ran its
+/// target to the end) and `trap_addr` holds the run's r0. Every executor
+/// leaves as for a trap; [`crate::backend::execute_on`] turns it into a
+/// normal [`crate::backend::Outcome`].
+pub const TRAP_EXIT: u32 = 8;
 /// An executor reached a state the verifier rules out (a bug in bpfvm).
 pub const TRAP_INTERNAL: u32 = 255;
 

@@ -18,9 +18,18 @@
 //! assert_eq!(backend::execute(code.as_ref(), &env, &mut []).unwrap().r0, 42);
 //! ```
 
+pub mod config;
+pub mod crosscheck;
+pub mod program;
 pub mod tier;
+pub mod vm;
 
 pub use bpfvm_engine as engine;
+pub use config::{Config, CrossCheck, TierPolicy};
+pub use crosscheck::MismatchReport;
+pub use program::{Program, Stats, TierCounts};
+pub use tier::Tier;
+pub use vm::{Engine, LoadError};
 
 use bpfvm_engine::helpers::Helpers;
 

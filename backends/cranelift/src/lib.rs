@@ -3,9 +3,10 @@
 //! Each eBPF function becomes one Cranelift function
 //! `(ctx, r1, r2, r3, r4, r5, r10) -> r0` (see [`translate`]); a small entry
 //! function `(ctx, r1, r2) -> r0` calls the first one with r10 at the top of
-//! the stack. All of a program's functions live in one `JITModule`, freed
+//! the stack. All of a program's functions live in one mapping, freed
 //! when the [`CraneliftCode`] is dropped.
 
+mod code_memory;
 mod translate;
 
 use std::collections::HashMap;
@@ -16,14 +17,18 @@ use bpfvm_engine::backend::{
 };
 use bpfvm_engine::program::Program;
 use bpfvm_engine::vmctx::VmCtx;
+use bpfvm_engine::vmctx::OFFSET_STACK_TOP;
+use code_memory::{CodeMemory, FunctionCode};
+use cranelift_codegen::control::ControlPlane;
 use cranelift_codegen::ir::types::I64;
-use cranelift_codegen::ir::{AbiParam, InstBuilder, Signature, UserFuncName};
-use cranelift_codegen::isa::OwnedTargetIsa;
+use cranelift_codegen::ir::{
+    AbiParam, ExtFuncData, ExternalName, Function, InstBuilder, MemFlagsData, Signature,
+    UserExternalName, UserExternalNameRef, UserFuncName,
+};
+use cranelift_codegen::isa::{OwnedTargetIsa, TargetIsa};
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_codegen::Context;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
-use cranelift_jit::{JITBuilder, JITModule};
-use cranelift_module::{default_libcall_names, FuncId, Linkage, Module};
 
 use translate::{Externals, Translator};
 
@@ -44,9 +49,9 @@ impl Backend for CraneliftBackend {
         opts: &CompileOptions,
     ) -> Result<Box<dyn CompiledCode>, CompileError> {
         validate_options(opts)?;
-        let (module, entry) = build(program, opts, None)?;
+        let (memory, entry) = build(program, opts, None)?;
         Ok(Box::new(CraneliftCode {
-            module: Some(module),
+            _memory: memory,
             entry,
             opts: opts.clone(),
         }))
@@ -67,25 +72,24 @@ pub fn clif_text(program: &Program, opts: &CompileOptions) -> Result<ClifText, C
         before: String::new(),
         after: String::new(),
     };
-    let (module, _) = build(program, opts, Some(&mut text))?;
-    // SAFETY: no code from this module was ever called.
-    unsafe { module.free_memory() };
+    build(program, opts, Some(&mut text))?;
     Ok(text)
 }
 
 /// Entry signature of generated code: `(ctx, r1, r2) -> r0`.
 type Entry = unsafe extern "C" fn(*mut VmCtx, u64, u64) -> u64;
 
-/// A compiled program. Dropping it frees its machine code.
+/// A compiled program. Dropping it unmaps its machine code.
 pub struct CraneliftCode {
-    module: Option<JITModule>,
     entry: Entry,
     opts: CompileOptions,
+    /// Declared last so the entry pointer is never used after unmapping.
+    _memory: CodeMemory,
 }
 
-// SAFETY: after finalisation the module is only touched again to free its
-// memory in `drop` (which takes `&mut self`); the machine code it holds is
-// immutable and may be called from any thread.
+// SAFETY: the machine code is immutable after placement and may be called
+// from any thread; `CodeMemory` is only unmapped on drop, when no call can
+// be running (drop takes the value by `&mut`).
 unsafe impl Send for CraneliftCode {}
 // SAFETY: as above; `call` only reads `entry`.
 unsafe impl Sync for CraneliftCode {}
@@ -106,16 +110,6 @@ impl CompiledCode for CraneliftCode {
     }
 }
 
-impl Drop for CraneliftCode {
-    fn drop(&mut self) {
-        if let Some(m) = self.module.take() {
-            // SAFETY: `&mut self` means no call into this code is running,
-            // and no pointer to it survives this value.
-            unsafe { m.free_memory() };
-        }
-    }
-}
-
 fn fail(message: impl std::fmt::Display) -> CompileError {
     CompileError::Failed {
         tier: TIER,
@@ -133,6 +127,10 @@ fn isa(optimize: bool) -> Result<OwnedTargetIsa, CompileError> {
                 f.set(k, v).map_err(|e| format!("setting {k}={v}: {e}"))
             };
             set(&mut flags, "opt_level", opt)?;
+            if opt == "none" {
+                // Tier 0's fast path: the single-pass register allocator.
+                set(&mut flags, "regalloc_algorithm", "single_pass")?;
+            }
             set(&mut flags, "use_colocated_libcalls", "false")?;
             set(&mut flags, "is_pic", "false")?;
             let verify = if cfg!(debug_assertions) {
@@ -155,45 +153,54 @@ fn isa(optimize: bool) -> Result<OwnedTargetIsa, CompileError> {
     }
 }
 
-fn internal_signature(module: &JITModule) -> Signature {
-    let mut sig = module.make_signature();
-    for _ in 0..7 {
+fn signature(isa: &dyn TargetIsa, params: usize) -> Signature {
+    let mut sig = Signature::new(isa.default_call_conv());
+    for _ in 0..params {
         sig.params.push(AbiParam::new(I64));
     }
     sig.returns.push(AbiParam::new(I64));
     sig
 }
 
+/// Index of the entry function among the compiled functions (eBPF
+/// functions are indexed by their start pc).
+const ENTRY_INDEX: u32 = u32::MAX;
+
 fn build(
     program: &Program,
     opts: &CompileOptions,
     mut text: Option<&mut ClifText>,
-) -> Result<(JITModule, Entry), CompileError> {
+) -> Result<(CodeMemory, Entry), CompileError> {
     let isa = isa(opts.opt_level > 0)?;
-    let mut module = JITModule::new(JITBuilder::with_isa(isa, default_libcall_names()));
-    let internal = internal_signature(&module);
-    let mut ids: HashMap<usize, FuncId> = HashMap::new();
-    for f in program.functions() {
-        let name = format!("bpf_fn_{}", f.start);
-        let id = module
-            .declare_function(&name, Linkage::Local, &internal)
-            .map_err(fail)?;
-        ids.insert(f.start, id);
-    }
-
-    let mut ctx = module.make_context();
+    let isa = isa.as_ref();
+    // (signature, (ctx, data, r1..r5), (ctx, addr, size, write, frame_lo))
+    let internal = signature(isa, 7);
+    let mut ctx = Context::new();
     let mut fctx = FunctionBuilderContext::new();
+    let mut compiled = Vec::with_capacity(program.functions().len() + 1);
     for f in program.functions() {
-        ctx.func.signature = internal.clone();
-        ctx.func.name = UserFuncName::user(0, f.start as u32);
+        ctx.func =
+            Function::with_name_signature(UserFuncName::user(0, f.start as u32), internal.clone());
+        let mut callees = Vec::new();
         {
             let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
+            let callee_sig = b.import_signature(internal.clone());
             let mut refs = HashMap::new();
-            for (&start, &id) in &ids {
-                refs.insert(start, module.declare_func_in_func(id, b.func));
+            for g in program.functions() {
+                let name = b
+                    .func
+                    .declare_imported_user_function(UserExternalName::new(0, g.start as u32));
+                callees.push((name, g.start as u32));
+                let r = b.import_function(ExtFuncData {
+                    name: ExternalName::User(name),
+                    signature: callee_sig,
+                    colocated: true,
+                    patchable: false,
+                });
+                refs.insert(g.start, r);
             }
-            let helper_sig = b.import_signature(helper_signature(&module));
-            let check_sig = b.import_signature(check_signature(&module));
+            let helper_sig = b.import_signature(signature(isa, 7));
+            let check_sig = b.import_signature(signature(isa, 5));
             let lookup = |start: usize| refs.get(&start).copied();
             let ext = Externals {
                 funcs: &lookup,
@@ -201,89 +208,87 @@ fn build(
                 check_sig,
             };
             Translator::new(&mut b, program, opts, &ext, *f).translate();
-            b.finalize(module.isa().frontend_config());
+            b.finalize(isa.frontend_config());
         }
-        define(&mut module, ids[&f.start], &mut ctx, text.as_deref_mut())?;
+        compiled.push(compile_function(
+            isa,
+            &mut ctx,
+            f.start as u32,
+            callees,
+            text.as_deref_mut(),
+        )?);
     }
 
     // The entry: (ctx, r1, r2) -> r0, r10 = ctx.stack_top.
-    let mut sig = module.make_signature();
-    for _ in 0..3 {
-        sig.params.push(AbiParam::new(I64));
-    }
-    sig.returns.push(AbiParam::new(I64));
-    let entry_id = module
-        .declare_function("bpf_entry", Linkage::Local, &sig)
-        .map_err(fail)?;
-    ctx.func.signature = sig;
-    ctx.func.name = UserFuncName::user(1, 0);
+    ctx.func = Function::with_name_signature(UserFuncName::user(1, 0), signature(isa, 3));
+    let mut callees = Vec::new();
     {
         let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
-        let main = module.declare_func_in_func(ids[&0], b.func);
+        let callee_sig = b.import_signature(internal.clone());
+        let name = b
+            .func
+            .declare_imported_user_function(UserExternalName::new(0, 0));
+        callees.push((name, 0));
+        let main = b.import_function(ExtFuncData {
+            name: ExternalName::User(name),
+            signature: callee_sig,
+            colocated: true,
+            patchable: false,
+        });
         let block = b.create_block();
         b.append_block_params_for_function_params(block);
         b.switch_to_block(block);
         b.seal_block(block);
         let p = b.block_params(block).to_vec();
-        let top = b.ins().load(
-            I64,
-            cranelift_codegen::ir::MemFlagsData::trusted(),
-            p[0],
-            bpfvm_engine::vmctx::OFFSET_STACK_TOP,
-        );
+        let top = b
+            .ins()
+            .load(I64, MemFlagsData::trusted(), p[0], OFFSET_STACK_TOP);
         let zero = b.ins().iconst(I64, 0);
         let call = b
             .ins()
             .call(main, &[p[0], p[1], p[2], zero, zero, zero, top]);
         let r0 = b.inst_results(call)[0];
         b.ins().return_(&[r0]);
-        b.finalize(module.isa().frontend_config());
+        b.finalize(isa.frontend_config());
     }
-    define(&mut module, entry_id, &mut ctx, text)?;
-    module.finalize_definitions().map_err(fail)?;
-    let ptr = module.get_finalized_function(entry_id);
-    // SAFETY: `bpf_entry` was generated with exactly the `Entry` signature
-    // in the platform's default calling convention (the C one).
-    let entry = unsafe { std::mem::transmute::<*const u8, Entry>(ptr) };
-    Ok((module, entry))
+    compiled.push(compile_function(isa, &mut ctx, ENTRY_INDEX, callees, text)?);
+
+    let align = isa.function_alignment().preferred as usize;
+    let (memory, addrs) = CodeMemory::place(&compiled, align).map_err(fail)?;
+    let entry_addr = addrs[compiled.len() - 1];
+    // SAFETY: the entry was generated with exactly the `Entry` signature in
+    // the platform's default calling convention (the C one), and
+    // `memory` is now executable.
+    let entry = unsafe { std::mem::transmute::<usize, Entry>(entry_addr) };
+    Ok((memory, entry))
 }
 
-fn define(
-    module: &mut JITModule,
-    id: FuncId,
+/// Compiles the function in `ctx` to machine code, recording its IR for
+/// `emit clif` when asked.
+fn compile_function(
+    isa: &dyn TargetIsa,
     ctx: &mut Context,
+    index: u32,
+    callees: Vec<(UserExternalNameRef, u32)>,
     text: Option<&mut ClifText>,
-) -> Result<(), CompileError> {
+) -> Result<FunctionCode, CompileError> {
     let before = text.is_some().then(|| ctx.func.display().to_string());
-    module
-        .define_function(id, ctx)
-        .map_err(|e| fail(format!("{e:?}")))?;
+    let code = ctx
+        .compile(isa, &mut ControlPlane::default())
+        .map_err(|e| fail(format!("{:?}", e.inner)))?;
+    let bytes = code.code_buffer().to_vec();
+    let relocs = code.buffer.relocs().to_vec();
     if let (Some(t), Some(before)) = (text, before) {
         t.before.push_str(&before);
         t.before.push('\n');
         t.after.push_str(&ctx.func.display().to_string());
         t.after.push('\n');
     }
-    module.clear_context(ctx);
-    Ok(())
-}
-
-/// `HelperFn`: (ctx, data, r1..r5) -> r0.
-fn helper_signature(module: &JITModule) -> Signature {
-    let mut sig = module.make_signature();
-    for _ in 0..7 {
-        sig.params.push(AbiParam::new(I64));
-    }
-    sig.returns.push(AbiParam::new(I64));
-    sig
-}
-
-/// `bpfvm_check_access`: (ctx, addr, size, write, frame_lo) -> allowed.
-fn check_signature(module: &JITModule) -> Signature {
-    let mut sig = module.make_signature();
-    for _ in 0..5 {
-        sig.params.push(AbiParam::new(I64));
-    }
-    sig.returns.push(AbiParam::new(I64));
-    sig
+    ctx.clear();
+    Ok(FunctionCode {
+        index,
+        bytes,
+        relocs,
+        callees,
+    })
 }
