@@ -186,9 +186,19 @@ fn btf_maps(elf: &Elf, maps: &mut Maps) -> Result<(), ElfError> {
     let first = maps.defs.len();
     let mut partials = Vec::new();
     for v in vars {
-        let p = btf_map(elf, sec, &btf, v.type_id, v.offset as u64, v.size as u64)?;
-        maps.places
-            .push((sec.index, v.offset as u64, v.size as u64));
+        // clang leaves DATASEC offsets and sizes 0: like libbpf, take them
+        // from the variable's ELF symbol.
+        let name = btf.get(v.type_id).map(|t| t.name.as_str()).unwrap_or("");
+        let (offset, size) = match elf
+            .symbols
+            .iter()
+            .find(|y| y.section == Some(sec.index) && y.name == name && !name.is_empty())
+        {
+            Some(y) => (y.value, y.size),
+            None => (v.offset as u64, v.size as u64),
+        };
+        let p = btf_map(sec, &btf, v.type_id, offset, size)?;
+        maps.places.push((sec.index, offset, size));
         partials.push(p);
     }
     prog_array_init(elf, sec, &mut partials, &maps.places[first..])?;
@@ -197,7 +207,6 @@ fn btf_maps(elf: &Elf, maps: &mut Maps) -> Result<(), ElfError> {
 }
 
 fn btf_map(
-    elf: &Elf,
     sec: &super::raw::Section,
     btf: &Btf,
     var_id: u32,
@@ -231,7 +240,6 @@ fn btf_map(
             },
         });
     }
-    let _ = elf;
     let sid = btf.skip_aliases(target)?;
     let members = match btf.get(sid).map(|t| &t.kind) {
         Some(TypeKind::Struct { members, .. }) => members.clone(),

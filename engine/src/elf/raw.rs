@@ -37,7 +37,6 @@ impl Section<'_> {
 /// One symbol of `.symtab`.
 #[derive(Clone, Debug)]
 pub(crate) struct Symbol {
-    pub index: usize,
     pub name: String,
     pub value: u64,
     pub size: u64,
@@ -159,8 +158,13 @@ impl<'a> Elf<'a> {
                     },
                 });
             };
+            let name = match (name.is_empty(), section) {
+                (true, Some(k)) if sym.st_type() == object::elf::STT_SECTION => {
+                    sections[k].name.clone()
+                }
+                _ => name,
+            };
             symbols.push(Symbol {
-                index: i,
                 name,
                 value: sym.st_value(e),
                 size: sym.st_size(e),

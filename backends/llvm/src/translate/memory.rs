@@ -1,0 +1,188 @@
+//! Memory accesses: the checked address computation and atomics.
+
+use super::*;
+
+impl<'ctx> FnTranslator<'_, 'ctx> {
+    /// Computes `base + off` and, in checked mode, branches to a trap unless
+    /// `[addr, addr + size)` is allowed. The input region and the current
+    /// frame are checked inline (the frame first for r10-based accesses);
+    /// anything else goes to the slow path of the mode.
+    pub(super) fn checked_addr(
+        &mut self,
+        pc: usize,
+        base: u8,
+        off: i16,
+        size: MemSize,
+        write: bool,
+    ) -> R<IntValue<'ctx>> {
+        let cg = self.cg;
+        let b = &cg.builder;
+        let base_v = self.get(base)?;
+        let addr = b
+            .build_int_add(base_v, self.c64(off as i64 as u64), "addr")
+            .or_fail()?;
+        if !cg.opts.checked || statically_in_frame(base, off, size) {
+            return Ok(addr);
+        }
+        let k = size_index(size);
+        let (Some(start), Some(mem_bound), Some(stack_bound)) =
+            (self.mem_start, self.mem_bound[k], self.stack_bound[k])
+        else {
+            return Err(cg.fail("internal: bounds of a checked access size were not computed"));
+        };
+        let ok = self.new_block("inb");
+        let second = self.new_block("chk");
+        let slow = self.new_block("slow");
+        let checks = [(start, mem_bound), (self.frame_lo, stack_bound)];
+        let order = if base == FRAME_POINTER {
+            [1, 0]
+        } else {
+            [0, 1]
+        };
+        for (step, next) in [(order[0], second), (order[1], slow)] {
+            let (lo, bound) = checks[step];
+            let rel = b.build_int_sub(addr, lo, "rel").or_fail()?;
+            let inside = b
+                .build_int_compare(IntPredicate::ULT, rel, bound, "in")
+                .or_fail()?;
+            b.build_conditional_branch(inside, ok, next).or_fail()?;
+            b.position_at_end(next);
+        }
+        let n = size.bytes();
+        let code = if write { TRAP_STORE } else { TRAP_LOAD };
+        match cg.mode {
+            Mode::Jit => {
+                let check = self.check_access_decl(Linkage::External);
+                self.call_check(pc, check, addr, n, write, ok)?;
+            }
+            Mode::Aot { .. } => {
+                // Without a `bpfvm_check_access` (a weak reference) nothing
+                // else is accessible.
+                let check = self.check_access_decl(Linkage::ExternalWeak);
+                let missing = b
+                    .build_is_null(check.as_global_value().as_pointer_value(), "nocheck")
+                    .or_fail()?;
+                let trap = self.trap(Some(code), Some(pc), Some(addr), n)?;
+                let call = self.new_block("slowcall");
+                cg.branch_cold(missing, trap, call)?;
+                b.position_at_end(call);
+                // A host's own check cannot write the record: write it here.
+                self.call_check(pc, check, addr, n, write, ok)?;
+            }
+            Mode::Ptx => {
+                let trap = self.trap(Some(code), Some(pc), Some(addr), n)?;
+                b.build_unconditional_branch(trap).or_fail()?;
+            }
+        }
+        b.position_at_end(ok);
+        Ok(addr)
+    }
+
+    pub(super) fn check_access_decl(&self, linkage: Linkage) -> FunctionValue<'ctx> {
+        let i64 = self.cg.i64;
+        let existed = self.cg.module.get_function(CHECK_ACCESS).is_some();
+        let f = self
+            .cg
+            .external(CHECK_ACCESS, &[i64, i64, i64, i64], true, linkage);
+        if !existed {
+            f.add_attribute(AttributeLoc::Function, self.cg.attr("cold"));
+            f.add_attribute(AttributeLoc::Function, self.cg.attr("nounwind"));
+        }
+        f
+    }
+
+    /// Calls `bpfvm_check_access(ctx, addr, n, write, frame_lo)`: on 0 the
+    /// engine's has recorded the trap and the pc is added here (JIT); in
+    /// AOT code the whole record is written here.
+    pub(super) fn call_check(
+        &self,
+        pc: usize,
+        check: FunctionValue<'ctx>,
+        addr: IntValue<'ctx>,
+        n: u32,
+        write: bool,
+        ok: BasicBlock<'ctx>,
+    ) -> R<()> {
+        let b = &self.cg.builder;
+        let args: [BasicMetadataValueEnum; 5] = [
+            self.ctx.into(),
+            addr.into(),
+            self.c64(n as u64).into(),
+            self.c64(write as u64).into(),
+            self.frame_lo.into(),
+        ];
+        let call = b.build_call(check, &args, "allowed").or_fail()?;
+        let allowed = self.cg.int_result(call)?;
+        let denied = b
+            .build_int_compare(IntPredicate::EQ, allowed, self.c64(0), "denied")
+            .or_fail()?;
+        let trap = match self.cg.mode {
+            Mode::Jit => self.trap(None, Some(pc), None, 0)?,
+            _ => {
+                let code = if write { TRAP_STORE } else { TRAP_LOAD };
+                self.trap(Some(code), Some(pc), Some(addr), n)?
+            }
+        };
+        self.cg.branch_cold(denied, trap, ok)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn atomic(
+        &mut self,
+        pc: usize,
+        size: MemSize,
+        op: AtomicOp,
+        fetch: bool,
+        base: u8,
+        off: i16,
+        src: u8,
+    ) -> R<()> {
+        let addr = self.checked_addr(pc, base, off, size, true)?;
+        let cg = self.cg;
+        let b = &cg.builder;
+        let n = size.bytes() as u64;
+        let low = b.build_and(addr, self.c64(n - 1), "mis").or_fail()?;
+        let misaligned = b
+            .build_int_compare(IntPredicate::NE, low, self.c64(0), "mis")
+            .or_fail()?;
+        let trap = self.trap(Some(TRAP_MISALIGNED), Some(pc), Some(addr), n as u32)?;
+        self.branch_unless(misaligned, trap)?;
+        let ty = if size == MemSize::W { cg.i32 } else { cg.i64 };
+        let narrow = |v: IntValue<'ctx>| -> R<IntValue<'ctx>> {
+            if ty == cg.i32 {
+                b.build_int_truncate(v, cg.i32, "a32").or_fail()
+            } else {
+                Ok(v)
+            }
+        };
+        let s = narrow(self.get(src)?)?;
+        let p = b.build_int_to_ptr(addr, cg.ptr, "p").or_fail()?;
+        const SEQ: AtomicOrdering = AtomicOrdering::SequentiallyConsistent;
+        let old = if op == AtomicOp::CmpXchg {
+            let expected = narrow(self.get(0)?)?;
+            let pair = b.build_cmpxchg(p, expected, s, SEQ, SEQ).or_fail()?;
+            b.build_extract_value(pair, 0, "old")
+                .or_fail()?
+                .into_int_value()
+        } else {
+            let rmw = match op {
+                AtomicOp::Add => AtomicRMWBinOp::Add,
+                AtomicOp::Or => AtomicRMWBinOp::Or,
+                AtomicOp::And => AtomicRMWBinOp::And,
+                AtomicOp::Xor => AtomicRMWBinOp::Xor,
+                _ => AtomicRMWBinOp::Xchg,
+            };
+            b.build_atomicrmw(rmw, p, s, SEQ).or_fail()?
+        };
+        let old = if ty == cg.i32 {
+            b.build_int_z_extend(old, cg.i64, "old").or_fail()?
+        } else {
+            old
+        };
+        match op {
+            AtomicOp::CmpXchg => self.set(0, old),
+            _ if fetch => self.set(src, old),
+            _ => Ok(()),
+        }
+    }
+}
