@@ -40,6 +40,9 @@ pub enum CliError {
     Compile(#[from] CompileError),
     #[error(transparent)]
     Trap(#[from] Trap),
+    /// An input refused for a reason of its own (e.g. a bad AOT object).
+    #[error("{0}")]
+    Rejected(String),
 }
 
 /// A verifier message that always leads with the pc when there is one.
@@ -57,7 +60,7 @@ impl CliError {
         match self {
             CliError::Usage(_) | CliError::Read { .. } | CliError::Tier(_) => EXIT_USAGE,
             CliError::Input(e) if e.is_usage() => EXIT_USAGE,
-            CliError::Input(_) | CliError::Verify(_) => EXIT_REJECTED,
+            CliError::Input(_) | CliError::Verify(_) | CliError::Rejected(_) => EXIT_REJECTED,
             CliError::Compile(_) => EXIT_INTERNAL,
             CliError::Trap(_) => EXIT_TRAPPED,
         }

@@ -82,7 +82,7 @@ impl std::str::FromStr for TierChoice {
                 .map(TierChoice::Fixed)
                 .map_err(|_| bpfvm::tier::TierError::Unknown {
                     name: s.to_string(),
-                    valid: "auto, interp, cranelift, llvm".to_string(),
+                    valid: "auto, interp, cranelift, llvm, aot".to_string(),
                 }),
         }
     }

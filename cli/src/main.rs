@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use bpfvm::engine::backend::{Outcome, DEFAULT_CALL_DEPTH, MAX_CALL_DEPTH};
+use bpfvm::emit::{self, TextOutput};
+use bpfvm::engine::backend::{CompileOptions, Outcome, DEFAULT_CALL_DEPTH, MAX_CALL_DEPTH};
 use bpfvm::engine::disasm;
 use bpfvm::engine::instr::Instr;
 use bpfvm::engine::isa::encode_program;
@@ -47,6 +48,74 @@ enum Command {
     Disasm(InputArgs),
     /// Check a program with the load-time verifier.
     Verify(InputArgs),
+    /// Print a program as Cranelift IR, LLVM IR, native assembly or PTX.
+    Emit(EmitArgs),
+    /// Compile a program to a relocatable native object (AOT); its entry is
+    /// callable from C as `uint64_t bpf_main(void *mem, uint64_t len)`.
+    Compile(CompileArgs),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum EmitWhat {
+    /// Cranelift IR, before and after optimisation.
+    Clif,
+    /// LLVM IR (optimised unless --unoptimized).
+    Llvm,
+    /// Native assembly (LLVM).
+    Asm,
+    /// PTX for nvptx64-nvidia-cuda (see --sm).
+    Ptx,
+}
+
+#[derive(Args)]
+struct CodegenArgs {
+    /// Optimisation level (0 to 3).
+    #[arg(long, value_name = "N", default_value_t = 3,
+          value_parser = clap::value_parser!(u8).range(0..=3))]
+    opt: u8,
+    /// Generate code without memory checks.
+    #[arg(long)]
+    unchecked: bool,
+    /// Generate instruction counting for a budget of N.
+    #[arg(long, value_name = "N")]
+    budget: Option<u64>,
+}
+
+#[derive(Args)]
+struct EmitArgs {
+    /// What to print.
+    #[arg(value_enum)]
+    what: EmitWhat,
+    #[command(flatten)]
+    input: InputArgs,
+    #[command(flatten)]
+    codegen: CodegenArgs,
+    /// LLVM IR before the optimisation pipeline.
+    #[arg(long)]
+    unoptimized: bool,
+    /// PTX: the GPU architecture.
+    #[arg(long, value_name = "SM", default_value = "sm_70")]
+    sm: String,
+}
+
+#[derive(Args)]
+struct CompileArgs {
+    #[command(flatten)]
+    input: InputArgs,
+    #[command(flatten)]
+    codegen: CodegenArgs,
+    /// The object file to write.
+    #[arg(short, long, value_name = "OUT.o")]
+    output: PathBuf,
+    /// Target triple (default: the host).
+    #[arg(long, value_name = "TRIPLE")]
+    target: Option<String>,
+    /// Target CPU (default: the host's, or generic for another target).
+    #[arg(long, value_name = "CPU")]
+    cpu: Option<String>,
+    /// Name of the exported entry.
+    #[arg(long, value_name = "SYMBOL", default_value = "bpf_main")]
+    entry: String,
 }
 
 #[derive(Args)]
@@ -138,6 +207,8 @@ fn dispatch(command: Command) -> Result<u8> {
             print(&listing)?;
             Ok(EXIT_OK)
         }
+        Command::Emit(args) => emit(args),
+        Command::Compile(args) => compile(args),
         Command::Verify(args) => {
             let program = exec::verify(load(&args)?.insns)?;
             let instructions = program
@@ -192,8 +263,69 @@ fn print(text: &str) -> Result<()> {
         .context("writing to standard output")
 }
 
+/// Whether `bytes` looks like an AOT object: a 64-bit little-endian
+/// relocatable ELF for x86-64 or AArch64 (not eBPF).
+fn is_native_object(bytes: &[u8]) -> bool {
+    const ET_REL: u16 = 1;
+    const EM_X86_64: u16 = 62;
+    const EM_AARCH64: u16 = 183;
+    if bytes.len() < 64 || !bytes.starts_with(b"\x7fELF\x02\x01") {
+        return false;
+    }
+    let half = |at: usize| u16::from_le_bytes([bytes[at], bytes[at + 1]]);
+    half(16) == ET_REL && matches!(half(18), EM_X86_64 | EM_AARCH64)
+}
+
+/// Runs an AOT object made by `bpfvm compile`: loads it, resolves its
+/// helpers to the standard ones, runs its entry.
+fn run_aot(args: &RunArgs, bytes: &[u8], mut mem: Vec<u8>) -> Result<u8> {
+    let entry = args.input.prog.as_deref();
+    let code = emit::load_object(bytes, entry).map_err(emit_error)?;
+    let table = bpfvm::standard_test_helpers().table();
+    let env = bpfvm::engine::backend::RunEnv {
+        helpers: &table,
+        regions: &[],
+        host: std::ptr::null_mut(),
+    };
+    let result = bpfvm::engine::backend::execute(code.as_ref(), &env, &mut mem);
+    match result {
+        Ok(o) => {
+            if args.json {
+                let v = json!({"result": o.r0, "result_hex": format!("{:#x}", o.r0), "tier": "aot", "budget_left": o.budget_left});
+                print(&format!("{v}\n"))?;
+            } else {
+                print(&format!("r0 = {:#x} ({})\n", o.r0, o.r0))?;
+            }
+            if args.dump_mem && !args.json {
+                print(&dump(&mem))?;
+            }
+            Ok(EXIT_OK)
+        }
+        Err(trap) => {
+            if args.json {
+                let v = json!({"trap": { "kind": trap.kind(), "pc": trap.pc(), "message": trap.to_string() }, "tier": "aot"});
+                print(&format!("{v}\n"))?;
+            }
+            eprintln!("error: {trap}");
+            Ok(EXIT_TRAPPED)
+        }
+    }
+}
+
 fn run(args: RunArgs) -> Result<u8> {
-    let loaded = load(&args.input)?;
+    let bytes = read_input(&args.input.file)?;
+    if is_native_object(&bytes) {
+        let mem = match (&args.mem, &args.mem_hex) {
+            (Some(path), _) => read_input(path)?,
+            (None, Some(text)) => {
+                hex::parse_hex(text).map_err(|e| CliError::Usage(format!("--mem-hex: {e}")))?
+            }
+            (None, None) => Vec::new(),
+        };
+        return run_aot(&args, &bytes, mem);
+    }
+    let loaded = input::load(&bytes, args.input.format, args.input.prog.as_deref())
+        .map_err(CliError::from)?;
     let mut mem = match (&args.mem, &args.mem_hex) {
         (Some(path), _) => read_input(path)?,
         (None, Some(text)) => {
@@ -272,6 +404,63 @@ fn run(args: RunArgs) -> Result<u8> {
             eprintln!("error: {trap}");
             Ok(EXIT_TRAPPED)
         }
+    }
+}
+
+fn codegen_options(c: &CodegenArgs) -> CompileOptions {
+    CompileOptions {
+        checked: !c.unchecked,
+        budget: c.budget,
+        opt_level: c.opt,
+        ..CompileOptions::default()
+    }
+}
+
+fn emit(args: EmitArgs) -> Result<u8> {
+    let program = exec::verify(load(&args.input)?.insns)?;
+    let opts = codegen_options(&args.codegen);
+    let text = match args.what {
+        EmitWhat::Clif => emit::emit_text(&program, &opts, TextOutput::Clif),
+        EmitWhat::Llvm => emit::emit_text(
+            &program,
+            &opts,
+            TextOutput::LlvmIr {
+                optimized: !args.unoptimized,
+            },
+        ),
+        EmitWhat::Asm => emit::emit_text(&program, &opts, TextOutput::Asm),
+        EmitWhat::Ptx => emit::emit_ptx(&program, &opts, &args.sm),
+    }
+    .map_err(emit_error)?;
+    print(&text)?;
+    Ok(EXIT_OK)
+}
+
+fn compile(args: CompileArgs) -> Result<u8> {
+    let program = exec::verify(load(&args.input)?.insns)?;
+    let opts = codegen_options(&args.codegen);
+    let target = emit::AotTarget {
+        entry: Some(args.entry.clone()),
+        triple: args.target.clone(),
+        cpu: args.cpu.clone(),
+    };
+    let object = emit::compile_object(&program, &opts, &target).map_err(emit_error)?;
+    std::fs::write(&args.output, &object)
+        .with_context(|| format!("cannot write {}", args.output.display()))?;
+    eprintln!(
+        "wrote {} ({} bytes): `uint64_t {}(void *mem, uint64_t len)`",
+        args.output.display(),
+        object.len(),
+        args.entry
+    );
+    Ok(EXIT_OK)
+}
+
+fn emit_error(e: emit::EmitError) -> CliError {
+    match e {
+        emit::EmitError::Tier(t) => CliError::Tier(t),
+        emit::EmitError::Compile(c) => CliError::Compile(c),
+        emit::EmitError::Load(m) => CliError::Rejected(format!("cannot load the AOT object: {m}")),
     }
 }
 

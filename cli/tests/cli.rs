@@ -150,7 +150,7 @@ fn usage_errors_exit_2() {
     let o = run_asm("tier", "exit\n", &["--tier", "jit"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(
-        stderr(&o).contains("valid tiers: auto, interp, cranelift, llvm"),
+        stderr(&o).contains("valid tiers: auto, interp, cranelift, llvm, aot"),
         "{}",
         stderr(&o)
     );
@@ -315,4 +315,90 @@ fn recursion_past_the_depth_limit() {
 fn callx_to_unregistered_helper_traps() {
     let o = run_asm("callx", "mov %r2, 42\ncall %r2\nexit\n", &[]);
     assert_fails(&o, 1, "pc 1: call to unregistered helper 42");
+}
+
+#[test]
+fn emit_prints_each_form() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/factorial.asm");
+    let o = bpfvm(&["emit", "clif", example]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(
+        text.contains(";; Cranelift IR before optimisation")
+            && text.contains(";; after optimisation")
+    );
+    assert!(text.contains("function u0:0("), "{text}");
+    if !bpfvm::Tier::Llvm.is_available() {
+        let o = bpfvm(&["emit", "llvm", example]);
+        assert_fails(&o, 2, "llvm support not compiled in");
+        return;
+    }
+    let o = bpfvm(&["emit", "llvm", example, "--unoptimized"]);
+    assert!(stdout(&o).contains("target triple"), "{}", stderr(&o));
+    let o = bpfvm(&["emit", "asm", example]);
+    assert!(stdout(&o).contains("ret"), "{}", stderr(&o));
+    let o = bpfvm(&["emit", "ptx", example, "--sm", "sm_90"]);
+    let ptx = stdout(&o);
+    assert!(
+        ptx.contains(".target sm_90") && ptx.contains(".entry bpf_kernel"),
+        "{ptx}"
+    );
+}
+
+#[test]
+fn compile_writes_an_object_that_runs_back() {
+    if !bpfvm::Tier::Llvm.is_available() {
+        return;
+    }
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples");
+    let obj = scratch("hello-aot.o", b"");
+    let o = bpfvm(&[
+        "compile",
+        &format!("{dir}/hello.asm"),
+        "-o",
+        obj.to_str().expect("utf-8 path"),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let bytes = std::fs::read(&obj).expect("object written");
+    assert!(bytes.starts_with(b"\x7fELF"));
+    let o = bpfvm(&[
+        "run",
+        obj.to_str().expect("utf-8 path"),
+        "--mem",
+        &format!("{dir}/hello.mem"),
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("valid JSON");
+    assert_eq!(v["result"], 10);
+    assert_eq!(v["tier"], "aot");
+    // A corrupted object is refused with a clear error, not a crash.
+    let mut bad = bytes.clone();
+    bad.truncate(bad.len() / 2);
+    let bad_path = scratch("hello-aot-bad.o", &bad);
+    let o = bpfvm(&["run", bad_path.to_str().expect("utf-8 path")]);
+    assert!(o.status.code().is_some_and(|c| c != 0), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+}
+
+#[test]
+fn auto_tier_promotes_and_reports_stats() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/factorial.asm");
+    let o = bpfvm(&[
+        "run", example, "--tier", "auto", "--repeat", "3000", "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("valid JSON");
+    assert_eq!(v["result"], 2432902008176640000u64);
+    let calls = &v["stats"]["calls"];
+    let total = calls["interp"].as_u64().unwrap_or(0)
+        + calls["cranelift"].as_u64().unwrap_or(0)
+        + calls["llvm"].as_u64().unwrap_or(0);
+    assert_eq!(total, 3000);
+    if bpfvm::Tier::Llvm.is_available() {
+        assert_eq!(v["tier"], "llvm");
+        assert_eq!(calls["llvm"], 2000);
+        assert!(v["stats"]["cross_checks"].as_u64().unwrap_or(0) >= 100);
+        assert_eq!(v["stats"]["mismatches"], 0);
+    }
 }

@@ -20,6 +20,10 @@
 
 pub mod config;
 pub mod crosscheck;
+pub mod emit;
+pub mod helpers;
+pub mod maps;
+pub mod object;
 pub mod program;
 pub mod tier;
 pub mod vm;

@@ -104,7 +104,7 @@ fn idx(t: Tier) -> usize {
     match t {
         Tier::Interp => 0,
         Tier::Cranelift => 1,
-        Tier::Llvm => 2,
+        Tier::Llvm | Tier::Aot => 2,
     }
 }
 

@@ -15,11 +15,15 @@ pub enum Tier {
     Cranelift,
     /// Tier 1: the LLVM JIT (cargo feature `llvm`).
     Llvm,
+    /// Tier 1's ahead-of-time path: compile to a native object, load it
+    /// back, run it (cargo feature `llvm`). For testing the AOT objects;
+    /// not a promotion target.
+    Aot,
 }
 
 impl Tier {
     /// Every tier, in order of promotion.
-    pub const ALL: [Tier; 3] = [Tier::Interp, Tier::Cranelift, Tier::Llvm];
+    pub const ALL: [Tier; 4] = [Tier::Interp, Tier::Cranelift, Tier::Llvm, Tier::Aot];
 
     /// The tier's name as the command line and the harness spell it.
     pub fn name(self) -> &'static str {
@@ -27,6 +31,7 @@ impl Tier {
             Tier::Interp => "interp",
             Tier::Cranelift => "cranelift",
             Tier::Llvm => "llvm",
+            Tier::Aot => "aot",
         }
     }
 
@@ -94,6 +99,10 @@ pub fn backend(tier: Tier) -> Result<Box<dyn Backend>, TierError> {
         Tier::Llvm => Ok(Box::new(bpfvm_llvm::LlvmBackend)),
         #[cfg(not(feature = "llvm"))]
         Tier::Llvm => Err(TierError::NotCompiledIn("llvm")),
+        #[cfg(feature = "llvm")]
+        Tier::Aot => Ok(Box::new(bpfvm_llvm::AotBackend)),
+        #[cfg(not(feature = "llvm"))]
+        Tier::Aot => Err(TierError::NotCompiledIn("aot")),
     }
 }
 
@@ -113,7 +122,7 @@ mod tests {
         let e = "jit".parse::<Tier>().unwrap_err();
         assert_eq!(
             e.to_string(),
-            "unknown tier `jit` (valid tiers: interp, cranelift, llvm)"
+            "unknown tier `jit` (valid tiers: interp, cranelift, llvm, aot)"
         );
     }
 

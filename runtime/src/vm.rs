@@ -144,7 +144,7 @@ impl Engine {
             },
             call_depth: c.call_depth,
             opt_level: match tier {
-                Tier::Llvm => c.llvm_opt_level,
+                Tier::Llvm | Tier::Aot => c.llvm_opt_level,
                 Tier::Cranelift => c.cranelift_opt_level,
                 Tier::Interp => 0,
             },

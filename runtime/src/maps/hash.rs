@@ -105,7 +105,9 @@ impl HashMapImpl {
         if self.lru {
             st.touch(slot);
         }
-        Ok(Some(self.slab.addr() + (slot as usize * self.stride) as u64))
+        Ok(Some(
+            self.slab.addr() + (slot as usize * self.stride) as u64,
+        ))
     }
 
     pub fn lookup(&self, key: &[u8]) -> Result<Option<Vec<u8>>, MapError> {
@@ -180,7 +182,9 @@ impl HashMapImpl {
             .index
             .iter()
             .filter_map(|(k, &slot)| {
-                let value = self.slab.read(slot as usize * self.stride, self.value_size)?;
+                let value = self
+                    .slab
+                    .read(slot as usize * self.stride, self.value_size)?;
                 Some((k.to_vec(), value))
             })
             .collect();

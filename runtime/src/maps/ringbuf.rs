@@ -138,7 +138,15 @@ impl RingBuf {
         true
     }
 
-    /// Whether `addr` is the data of an outstanding reservation.
+    /// Copies `bytes` into the slab at `addr` (a reservation's data).
+    pub(crate) fn fill(&self, addr: u64, bytes: &[u8]) -> bool {
+        match self.slab.offset_of(addr, bytes.len()) {
+            Some(off) => self.slab.write(off, bytes),
+            None => false,
+        }
+    }
+
+    /// Whether `addr` lies in this ring buffer's memory.
     pub(crate) fn owns(&self, addr: u64) -> bool {
         addr.checked_sub(self.slab.addr())
             .is_some_and(|off| off < 2 * self.size)

@@ -80,17 +80,6 @@ impl Slab {
         }
         true
     }
-
-    /// Zeroes `n` bytes at `off`.
-    pub fn zero(&self, off: usize, n: usize) -> bool {
-        if off.checked_add(n).is_none_or(|e| e > self.len) {
-            return false;
-        }
-        for i in off..off + n {
-            self.byte(i).store(0, Ordering::Relaxed);
-        }
-        true
-    }
 }
 
 impl Drop for Slab {
