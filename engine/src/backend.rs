@@ -139,6 +139,14 @@ impl Stack {
     pub fn clear(&mut self) {
         self.words.fill(0);
     }
+    /// Zeroes the top `frames` frames only: enough after a run that could
+    /// touch no more than those (a checked program without calls touches
+    /// only the outermost frame).
+    pub fn clear_top(&mut self, frames: usize) {
+        let words = (frames * STACK_FRAME_SIZE / 16).min(self.words.len());
+        let start = self.words.len() - words;
+        self.words[start..].fill(0);
+    }
     pub fn bytes(&self) -> Vec<u8> {
         self.words.iter().flat_map(|w| w.to_le_bytes()).collect()
     }

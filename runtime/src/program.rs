@@ -59,6 +59,8 @@ struct ProgramInner {
     last_error: Mutex<Option<String>>,
     last_mismatch: Mutex<Option<MismatchReport>>,
     settled: (Mutex<()>, Condvar),
+    /// Stack frames a run may leave written (see `with_stack`).
+    dirty_frames: usize,
 }
 
 /// A loaded program. Cheap to clone; `run` may be called from many threads.
@@ -112,15 +114,16 @@ thread_local! {
     static STACK: Cell<Option<Stack>> = const { Cell::new(None) };
 }
 
-/// Runs `f` on this thread's zeroed stack area (reused across calls).
-fn with_stack<R>(depth: usize, f: impl FnOnce(&mut Stack) -> R) -> R {
+/// Runs `f` on this thread's stack area (reused across calls; zero when
+/// `f` starts), then zeroes the `dirty` top frames `f` may have written.
+fn with_stack<R>(depth: usize, dirty: usize, f: impl FnOnce(&mut Stack) -> R) -> R {
     let cached = STACK.with(|s| s.take());
     let mut stack = match cached {
         Some(s) if s.frames() == depth => s,
         _ => Stack::new(depth),
     };
-    stack.clear();
     let r = f(&mut stack);
+    stack.clear_top(dirty);
     STACK.with(|s| s.set(Some(stack)));
     r
 }
@@ -156,6 +159,11 @@ impl Program {
             TierPolicy::Tiered { call_threshold, .. } => call_threshold,
             _ => u64::MAX,
         };
+        let dirty_frames = if engine_checked_single_function(&engine, &verified) {
+            1
+        } else {
+            engine.0.config.call_depth
+        };
         let inner = ProgramInner {
             engine,
             verified,
@@ -175,6 +183,7 @@ impl Program {
             last_error: Mutex::new(failed),
             last_mismatch: Mutex::new(None),
             settled: (Mutex::new(()), Condvar::new()),
+            dirty_frames,
         };
         inner.compile_ns[idx(tier)].store(ns, Relaxed);
         if state == GAVE_UP {
@@ -194,12 +203,12 @@ impl Program {
     /// when the engine has one.
     pub fn run_outcome(&self, mem: &mut [u8]) -> Result<Outcome, Trap> {
         let inner = &*self.0;
-        let code = inner.current.load_full();
+        let code = inner.current.load();
         inner.calls.fetch_add(1, Relaxed);
         inner.tier_calls[idx(code.tier)].fetch_add(1, Relaxed);
         let check = code.checked && self.cross_check_this_call();
         let depth = inner.engine.0.config.call_depth;
-        let (result, consumed) = with_stack(depth, |stack| {
+        let (result, consumed) = with_stack(depth, inner.dirty_frames, |stack| {
             if check {
                 let r = self.run_cross_checked(&code, mem, stack);
                 (
@@ -309,7 +318,7 @@ impl Program {
             return false;
         };
         let k = self.0.calls_on_current.fetch_add(1, Relaxed);
-        k < cc.first || (cc.one_in > 0 && k % cc.one_in == 0)
+        k < cc.first || (cc.one_in > 0 && k.is_multiple_of(cc.one_in))
     }
 
     fn maybe_promote(&self, consumed: u64) {
@@ -469,6 +478,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         Ok(g) => g,
         Err(p) => p.into_inner(),
     }
+}
+
+/// A checked program with one function only ever touches the outermost
+/// stack frame.
+fn engine_checked_single_function(engine: &Engine, verified: &Verified) -> bool {
+    engine.0.config.memory_checks && verified.functions().len() == 1
 }
 
 fn tier1_available(engine: &Engine) -> bool {

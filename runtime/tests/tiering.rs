@@ -246,3 +246,30 @@ fn traps_and_budgets_are_the_same_on_every_tier() {
         assert_eq!(e.pc(), 1, "{tier}");
     }
 }
+
+#[test]
+fn every_run_starts_with_a_zeroed_stack() {
+    // Reads a stack slot, then dirties it (and, through a call, the
+    // callee's frame): the next run must read zeros again.
+    let src = "
+        ldxdw %r0, [%r10-8]
+        stdw [%r10-8], 7
+        mov %r6, %r0
+        call local f
+        add %r0, %r6
+        exit
+    f:
+        ldxdw %r0, [%r10-16]
+        stdw [%r10-16], 9
+        exit";
+    for tier in Tier::available() {
+        for checked in [true, false] {
+            let mut c = config(TierPolicy::Fixed(tier));
+            c.memory_checks(checked);
+            let p = Engine::new(&c).load_asm(src).unwrap();
+            for run in 0..3 {
+                assert_eq!(p.run(&mut []).unwrap(), 0, "{tier} checked={checked} run {run}");
+            }
+        }
+    }
+}

@@ -156,17 +156,11 @@ impl<'a, 'b> Translator<'a, 'b> {
                 }
                 | Instr::Store {
                     size, base, off, ..
-                } => {
-                    if self.opts.checked && !statically_in_frame(base, off, size) {
-                        sizes[size_index(size)] = true;
-                    }
                 }
-                Instr::Atomic {
+                | Instr::Atomic {
                     size, base, off, ..
-                } => {
-                    if self.opts.checked && !statically_in_frame(base, off, size) {
-                        sizes[size_index(size)] = true;
-                    }
+                } if self.opts.checked && !statically_in_frame(base, off, size) => {
+                    sizes[size_index(size)] = true;
                 }
                 Instr::CallLocal { .. } => calls = true,
                 Instr::CallHelper { .. } | Instr::CallReg { .. } => helpers = true,
