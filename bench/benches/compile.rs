@@ -1,13 +1,16 @@
-//! Compile latency per tier by program size.
+//! Compile latency per tier by program size: generated programs of 50 to
+//! 3,000 instructions (`compile/<tier>/O<level>/<size>`), and the benchmark
+//! programs (`compile_programs/<program>/<tier>`, checked code at the
+//! default optimisation level, throughput in instructions).
 //!
-//! `cargo bench -p bpfvm-bench --bench compile`
+//! `cargo bench -p bpfvm-bench --bench compile -- --warm-up-time 1 --measurement-time 2`
 
 use std::sync::Arc;
 
-use bpfvm::engine::backend::{Backend, CompileOptions};
+use bpfvm::engine::backend::CompileOptions;
 use bpfvm::engine::verifier::{verify, VerifyOptions};
 use bpfvm::tier::{backend, Tier};
-use bpfvm_bench::program_of_size;
+use bpfvm_bench::{program_of_size, Subject, PROGRAMS};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
 fn compile_latency(c: &mut Criterion) {
@@ -36,5 +39,22 @@ fn compile_latency(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, compile_latency);
+fn compile_programs(c: &mut Criterion) {
+    let mut group = c.benchmark_group("compile_programs");
+    group.sample_size(20);
+    for p in PROGRAMS {
+        let subject = Subject::from_elf(p.bpf_object, None).expect("benchmark programs load");
+        group.throughput(Throughput::Elements(subject.len() as u64));
+        for tier in Tier::available() {
+            let Ok(b) = backend(tier) else { continue };
+            let opts = CompileOptions::default();
+            group.bench_function(BenchmarkId::new(p.name, tier.name()), |bench| {
+                bench.iter(|| b.compile(&subject.program, &opts).expect("compiles"));
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, compile_latency, compile_programs);
 criterion_main!(benches);

@@ -1,4 +1,14 @@
-//! Programs and inputs shared by bpfvm's benchmarks.
+//! bpfvm's benchmarks: the benchmark programs (C compiled to eBPF and,
+//! as the baseline, natively), the harness that runs them on every
+//! executor, and generated programs for compile-latency measurements.
+//!
+//! See `BENCHMARKS.md` at the repository root for the method and results.
+
+pub mod harness;
+pub mod programs;
+
+pub use harness::{geomean, time_runs, Executor, Runner, Sampler, Subject, Timing};
+pub use programs::{native_compiler, program, program_by_object, BenchProgram, PROGRAMS};
 
 use bpfvm::engine::isa::Insn;
 use bpfvm_conformance::generate::{generate, GenOptions};

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use bpfvm::engine::backend::CompileError;
 use bpfvm::engine::verifier::VerifyError;
 use bpfvm::engine::Trap;
+use bpfvm::object::ObjectError;
 use bpfvm::tier::TierError;
 
 use crate::input::InputError;
@@ -40,6 +41,9 @@ pub enum CliError {
     Compile(#[from] CompileError),
     #[error(transparent)]
     Trap(#[from] Trap),
+    /// Loading, verifying or compiling a program of an ELF object.
+    #[error(transparent)]
+    Object(#[from] ObjectError),
     /// An input refused for a reason of its own (e.g. a bad AOT object).
     #[error("{0}")]
     Rejected(String),
@@ -63,6 +67,9 @@ impl CliError {
             CliError::Input(_) | CliError::Verify(_) | CliError::Rejected(_) => EXIT_REJECTED,
             CliError::Compile(_) => EXIT_INTERNAL,
             CliError::Trap(_) => EXIT_TRAPPED,
+            CliError::Object(ObjectError::Tier(_)) => EXIT_USAGE,
+            CliError::Object(ObjectError::Compile(_)) => EXIT_INTERNAL,
+            CliError::Object(_) => EXIT_REJECTED,
         }
     }
 }
@@ -76,5 +83,10 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
 
 /// The error and its causes on one line.
 pub fn one_line(e: &anyhow::Error) -> String {
-    format!("{e:#}").replace(['\n', '\r'], " ")
+    // A `CliError`'s own message already says everything its sources say.
+    let text = match e.downcast_ref::<CliError>() {
+        Some(c) => c.to_string(),
+        None => format!("{e:#}"),
+    };
+    text.replace(['\n', '\r'], " ")
 }

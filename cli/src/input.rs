@@ -3,8 +3,11 @@
 //!
 //! Formats, in the order they are recognised:
 //!
-//! 1. ELF (starts with `\x7fELF`): an executable program section of a
-//!    `clang -target bpf` object, chosen by section or function name.
+//! 1. ELF (starts with `\x7fELF`): a program of a `clang -target bpf`
+//!    object, chosen by function or section name, linked with the `.text`
+//!    functions it calls and relocated (see `bpfvm::engine::elf`). Its map
+//!    and global-data `lddw`s only resolve through `bpfvm::object`, which
+//!    `bpfvm run` and `bpfvm verify` use for objects.
 //! 2. UTF-8 text without NUL bytes:
 //!    * a conformance `.data` file (it has a `-- asm` or `-- raw` header):
 //!      its program, memory and `-- options`;
@@ -15,14 +18,11 @@
 use std::fmt;
 
 use bpfvm::engine::asm::{self, AsmError};
+use bpfvm::engine::elf::{self, ElfError};
 use bpfvm::engine::isa::{decode_program, Insn, TruncatedBytecode, INSN_SIZE};
 use bpfvm_conformance::data::{self, CaseOptions, ParseError};
-use object::{Object, ObjectSection, ObjectSymbol, SectionFlags, SymbolKind};
 
 use crate::hex::{self, HexError};
-
-/// ELF section flag: the section holds executable code.
-const SHF_EXECINSTR: u64 = 0x4;
 
 /// An input format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -67,22 +67,12 @@ pub struct Loaded {
 /// Why an input could not be turned into a program.
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
-    #[error("not a valid ELF object: {0}")]
-    Elf(String),
-    #[error("the ELF object has no executable program sections")]
+    #[error(transparent)]
+    Object(#[from] ElfError),
+    #[error("the ELF object has no programs")]
     NoPrograms,
     #[error("the ELF object has several programs, choose one with --prog: {0}")]
     AmbiguousProgram(String),
-    #[error("no program section or function named `{name}`; the object has: {available}")]
-    UnknownProgram { name: String, available: String },
-    #[error("function `{name}` starts at offset {offset} of section `{section}`, which is not an instruction boundary")]
-    BadFunctionOffset {
-        name: String,
-        section: String,
-        offset: u64,
-    },
-    #[error("section `{section}` has {count} relocation(s); relocations (maps, global data, calls to other sections) are not supported yet")]
-    Relocations { section: String, count: usize },
     #[error("--prog selects a program in an ELF object, but the input is {0}")]
     ProgNeedsElf(Format),
     #[error("pc {pc}: {0}", pc = .0.offset / INSN_SIZE)]
@@ -181,119 +171,25 @@ pub fn load(
     }
 }
 
-/// An executable section of an ELF object and the functions in it.
-struct Candidate {
-    index: object::SectionIndex,
-    name: String,
-    /// Function symbols: name and offset in the section.
-    functions: Vec<(String, u64)>,
-}
-
-/// Picks a program section of an ELF object and returns its slots (from the
-/// chosen function's offset when `prog` names a function) and its name.
+/// Picks a program of an ELF object (by `--prog`, or the only one) and
+/// returns its linked, relocated slots and its section's name.
 fn load_elf(bytes: &[u8], prog: Option<&str>) -> Result<(Vec<Insn>, String), InputError> {
-    let elf = |e: object::Error| InputError::Elf(e.to_string());
-    let file = object::File::parse(bytes).map_err(elf)?;
-    if file.architecture() != object::Architecture::Bpf {
-        return Err(InputError::Elf(format!(
-            "machine is {:?}, not BPF",
-            file.architecture()
-        )));
-    }
-    if !file.is_little_endian() {
-        return Err(InputError::Elf(
-            "big-endian BPF objects are not supported".into(),
-        ));
-    }
-
-    let mut candidates = Vec::new();
-    for section in file.sections() {
-        let exec = matches!(section.flags(), SectionFlags::Elf { sh_flags } if sh_flags & SHF_EXECINSTR != 0);
-        if !exec || section.size() == 0 {
-            continue;
-        }
-        candidates.push(Candidate {
-            index: section.index(),
-            name: section.name().map_err(elf)?.to_string(),
-            functions: Vec::new(),
-        });
-    }
-    for symbol in file.symbols() {
-        if symbol.kind() != SymbolKind::Text {
-            continue;
-        }
-        let Some(index) = symbol.section_index() else {
-            continue;
-        };
-        if let Some(c) = candidates.iter_mut().find(|c| c.index == index) {
-            c.functions
-                .push((symbol.name().map_err(elf)?.to_string(), symbol.address()));
-        }
-    }
-    if candidates.is_empty() {
-        return Err(InputError::NoPrograms);
-    }
-
-    let (candidate, offset) = match prog {
-        Some(name) => find_program(&candidates, name)?,
-        None if candidates.len() == 1 => (&candidates[0], 0),
-        None => return Err(InputError::AmbiguousProgram(describe(&candidates))),
+    let object = elf::parse(bytes)?;
+    let program = match prog {
+        Some(name) => object.program(name)?,
+        None => select_program(&object)?.clone(),
     };
-    let section = file.section_by_index(candidate.index).map_err(elf)?;
-    let relocations = section.relocations().count();
-    if relocations > 0 {
-        return Err(InputError::Relocations {
-            section: candidate.name.clone(),
-            count: relocations,
-        });
-    }
-    let data = section.data().map_err(elf)?;
-    let code = usize::try_from(offset)
-        .ok()
-        .filter(|&o| o % INSN_SIZE == 0)
-        .and_then(|o| data.get(o..))
-        .ok_or_else(|| InputError::BadFunctionOffset {
-            name: prog.unwrap_or_default().to_string(),
-            section: candidate.name.clone(),
-            offset,
-        })?;
-    Ok((decode_program(code)?, candidate.name.clone()))
+    Ok((program.insns, program.section))
 }
 
-/// The section named `name`, else the section holding function `name`
-/// with the function's offset.
-fn find_program<'a>(
-    candidates: &'a [Candidate],
-    name: &str,
-) -> Result<(&'a Candidate, u64), InputError> {
-    if let Some(c) = candidates.iter().find(|c| c.name == name) {
-        return Ok((c, 0));
+/// The object's only entry program (or its only `.text` function when it
+/// has no other sections); an error naming the candidates otherwise.
+pub fn select_program(object: &elf::Object) -> Result<&elf::ProgramSection, InputError> {
+    match object.programs.as_slice() {
+        [one] => Ok(one),
+        [] => Err(InputError::NoPrograms),
+        _ => Err(InputError::AmbiguousProgram(object.describe_programs())),
     }
-    for c in candidates {
-        if let Some((_, offset)) = c.functions.iter().find(|(f, _)| f == name) {
-            return Ok((c, *offset));
-        }
-    }
-    Err(InputError::UnknownProgram {
-        name: name.to_string(),
-        available: describe(candidates),
-    })
-}
-
-/// `sec (functions: a, b), other` for error messages.
-fn describe(candidates: &[Candidate]) -> String {
-    candidates
-        .iter()
-        .map(|c| {
-            if c.functions.is_empty() {
-                c.name.clone()
-            } else {
-                let names: Vec<&str> = c.functions.iter().map(|(n, _)| n.as_str()).collect();
-                format!("{} (functions: {})", c.name, names.join(", "))
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 #[cfg(test)]
@@ -387,20 +283,33 @@ mod tests {
             ],
             &[("entry", 1, 0), ("helper_fn", 2, 8)],
         );
-        let e = load(&obj, None, None).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "the ELF object has several programs, choose one with --prog: xdp (functions: entry), .text (functions: helper_fn)"
-        );
-        assert_eq!(load(&obj, None, Some(".text")).unwrap().insns.len(), 3);
+        // `.text` holds sub-programs: the one entry program is the default.
+        let l = load(&obj, None, None).unwrap();
+        assert_eq!((l.insns.len(), l.section.as_deref()), (2, Some("xdp")));
+        assert_eq!(load(&obj, None, Some("xdp")).unwrap().insns.len(), 2);
         let f = load(&obj, None, Some("helper_fn")).unwrap();
         assert_eq!((f.insns.len(), f.section.as_deref()), (2, Some(".text")));
         let e = load(&obj, None, Some("nope")).unwrap_err();
-        assert!(matches!(e, InputError::UnknownProgram { .. }), "{e}");
+        assert_eq!(
+            e.to_string(),
+            "no program or function named `nope`; the object has: entry (xdp), helper_fn (.text)"
+        );
+        let two = build(
+            &[
+                Sec::code("xdp", &prog(&[MOV_R0_7, EXIT])),
+                Sec::code("tc", &prog(&[MOV_R0_7, EXIT])),
+            ],
+            &[("a", 1, 0), ("b", 2, 0)],
+        );
+        let e = load(&two, None, None).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "the ELF object has several programs, choose one with --prog: a (xdp), b (tc)"
+        );
     }
 
     #[test]
-    fn elf_relocations_are_refused() {
+    fn elf_relocations_on_plain_instructions_are_refused() {
         let obj = build(
             &[
                 Sec::code("xdp", &prog(&[MOV_R0_7, EXIT])),
@@ -410,7 +319,8 @@ mod tests {
         );
         let e = load(&obj, None, None).unwrap_err();
         assert!(
-            e.to_string().contains("section `xdp` has 1 relocation(s)"),
+            e.to_string()
+                .starts_with("section `xdp` at offset 0x0: relocation type 1 on `r0 = 7`"),
             "{e}"
         );
     }

@@ -14,7 +14,9 @@
 
 pub mod error;
 pub mod exec;
+pub mod fuzz;
 pub mod hex;
 pub mod input;
+pub mod object;
 
 pub use error::{exit_code, one_line, CliError};

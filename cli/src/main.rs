@@ -1,5 +1,7 @@
 //! `bpfvm`: run, assemble, disassemble and verify eBPF programs.
 
+mod bench;
+
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -10,6 +12,7 @@ use bpfvm::engine::backend::{CompileOptions, Outcome, DEFAULT_CALL_DEPTH, MAX_CA
 use bpfvm::engine::disasm;
 use bpfvm::engine::instr::Instr;
 use bpfvm::engine::isa::encode_program;
+use bpfvm::tier::Tier;
 use bpfvm_cli::error::{EXIT_OK, EXIT_TRAPPED};
 use bpfvm_cli::exec::{self, EngineRun, TierChoice};
 use bpfvm_cli::hex;
@@ -50,9 +53,26 @@ enum Command {
     Verify(InputArgs),
     /// Print a program as Cranelift IR, LLVM IR, native assembly or PTX.
     Emit(EmitArgs),
+    /// Differential fuzzing: generated programs on every chosen tier against
+    /// the interpreter; divergences are minimised and saved as .data tests.
+    Fuzz(FuzzArgs),
     /// Compile a program to a relocatable native object (AOT); its entry is
     /// callable from C as `uint64_t bpf_main(void *mem, uint64_t len)`.
     Compile(CompileArgs),
+    /// Measure the tier trade-off: compile time, median run time, ratio
+    /// to native and to the fastest tier, break-even call counts.
+    Bench(bench::BenchArgs),
+    /// Show the programs, maps and relocations of a BPF ELF object.
+    Inspect(InspectArgs),
+}
+
+#[derive(Args)]
+struct InspectArgs {
+    /// The object file (`-` for standard input).
+    file: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -96,6 +116,40 @@ struct EmitArgs {
     /// PTX: the GPU architecture.
     #[arg(long, value_name = "SM", default_value = "sm_70")]
     sm: String,
+}
+
+#[derive(Args)]
+struct FuzzArgs {
+    /// Tiers to compare with the interpreter (comma separated).
+    #[arg(long, value_delimiter = ',', default_value = "cranelift")]
+    tiers: Vec<Tier>,
+    /// Number of programs [default: 10000 unless --duration is given].
+    #[arg(long, value_name = "N", conflicts_with = "duration")]
+    count: Option<u64>,
+    /// Run for this long (e.g. 90s, 10m, 1h).
+    #[arg(long, value_name = "D", value_parser = bpfvm_cli::fuzz::parse_duration)]
+    duration: Option<std::time::Duration>,
+    /// First seed; program k uses seed + k.
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    seed: u64,
+    /// Worker threads.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    jobs: usize,
+    /// Write each divergence, minimised, as DIR/fuzz-<tier>-seed-<seed>.data.
+    #[arg(long, value_name = "DIR")]
+    save: Option<PathBuf>,
+    /// Compile without memory checks (programs then stay in bounds).
+    #[arg(long)]
+    unchecked: bool,
+    /// Instruction budget per run (compares the instructions counted too).
+    #[arg(long, value_name = "N", default_value_t = 1_000_000)]
+    budget: u64,
+    /// Optimisation level of the tiers under test.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    opt: u8,
+    /// Print a JSON summary instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -169,6 +223,13 @@ struct RunArgs {
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
+    /// ELF objects: print every map's contents after the run(s).
+    #[arg(long)]
+    dump_maps: bool,
+    /// ELF objects: preload map NAME from FILE (lines of `KEY VALUE` hex,
+    /// `@PROG` for a program array's value; see `bpfvm_cli::object`).
+    #[arg(long, value_name = "NAME=FILE", value_parser = bpfvm_cli::object::parse_map_init)]
+    map_init: Vec<(String, PathBuf)>,
     /// Print the input memory after the run.
     #[arg(long)]
     dump_mem: bool,
@@ -209,14 +270,31 @@ fn dispatch(command: Command) -> Result<u8> {
         }
         Command::Emit(args) => emit(args),
         Command::Compile(args) => compile(args),
+        Command::Fuzz(args) => fuzz(args),
+        Command::Bench(args) => bench::run(args),
+        Command::Inspect(args) => {
+            print(&bpfvm_cli::object::inspect(
+                &read_input(&args.file)?,
+                args.json,
+            )?)?;
+            Ok(EXIT_OK)
+        }
         Command::Verify(args) => {
-            let program = exec::verify(load(&args)?.insns)?;
-            let instructions = program
-                .instrs()
-                .iter()
-                .filter(|i| **i != Instr::LddwTail)
-                .count();
-            let functions = program.functions().len();
+            let bytes = read_input(&args.file)?;
+            let (instructions, functions) =
+                if args.format.unwrap_or_else(|| input::detect(&bytes)) == Format::Elf {
+                    bpfvm_cli::object::verify(&bytes, args.prog.as_deref())?
+                } else {
+                    let loaded = input::load(&bytes, args.format, args.prog.as_deref())
+                        .map_err(CliError::from)?;
+                    let program = exec::verify(loaded.insns)?;
+                    let instructions = program
+                        .instrs()
+                        .iter()
+                        .filter(|i| **i != Instr::LddwTail)
+                        .count();
+                    (instructions, program.functions().len())
+                };
             print(&format!(
                 "ok: {instructions} instruction{}, {functions} function{}\n",
                 plural(instructions),
@@ -312,6 +390,44 @@ fn run_aot(args: &RunArgs, bytes: &[u8], mut mem: Vec<u8>) -> Result<u8> {
     }
 }
 
+/// `bpfvm run` on a BPF ELF object: maps, global data and standard helpers.
+fn run_object(args: &RunArgs, bytes: &[u8]) -> Result<u8> {
+    let TierChoice::Fixed(tier) = args.tier else {
+        return Err(CliError::Usage(
+            "--tier auto is not supported for ELF objects yet: choose interp, cranelift or llvm"
+                .into(),
+        )
+        .into());
+    };
+    let mem = match (&args.mem, &args.mem_hex) {
+        (Some(path), _) => read_input(path)?,
+        (None, Some(text)) => {
+            hex::parse_hex(text).map_err(|e| CliError::Usage(format!("--mem-hex: {e}")))?
+        }
+        (None, None) => Vec::new(),
+    };
+    let cfg = bpfvm_cli::object::ObjectRun {
+        tier,
+        checked: !args.unchecked,
+        budget: args.budget,
+        call_depth: args
+            .call_depth
+            .map(|n| n as usize)
+            .unwrap_or(DEFAULT_CALL_DEPTH),
+        repeat: args.repeat,
+        map_init: args.map_init.clone(),
+        dump_maps: args.dump_maps,
+        dump_mem: args.dump_mem,
+        json: args.json,
+    };
+    let report = bpfvm_cli::object::run(bytes, args.input.prog.as_deref(), &mem, &cfg)?;
+    print(&report.stdout)?;
+    for line in &report.stderr {
+        eprintln!("{line}");
+    }
+    Ok(report.exit)
+}
+
 fn run(args: RunArgs) -> Result<u8> {
     let bytes = read_input(&args.input.file)?;
     if is_native_object(&bytes) {
@@ -323,6 +439,12 @@ fn run(args: RunArgs) -> Result<u8> {
             (None, None) => Vec::new(),
         };
         return run_aot(&args, &bytes, mem);
+    }
+    if args.input.format.unwrap_or_else(|| input::detect(&bytes)) == Format::Elf {
+        return run_object(&args, &bytes);
+    }
+    if args.dump_maps || !args.map_init.is_empty() {
+        return Err(CliError::Usage("--dump-maps and --map-init need an ELF object".into()).into());
     }
     let loaded = input::load(&bytes, args.input.format, args.input.prog.as_deref())
         .map_err(CliError::from)?;
@@ -454,6 +576,61 @@ fn compile(args: CompileArgs) -> Result<u8> {
         args.entry
     );
     Ok(EXIT_OK)
+}
+
+fn fuzz(args: FuzzArgs) -> Result<u8> {
+    let config = bpfvm_cli::fuzz::FuzzConfig {
+        tiers: args.tiers.clone(),
+        count: args.count.or(if args.duration.is_none() {
+            Some(10_000)
+        } else {
+            None
+        }),
+        duration: args.duration,
+        seed: args.seed,
+        jobs: args.jobs,
+        save: args.save.clone(),
+        checked: !args.unchecked,
+        budget: Some(args.budget),
+        opt_level: args.opt,
+        progress: !args.json && std::io::stderr().is_terminal(),
+    };
+    let report = bpfvm_cli::fuzz::run(&config)?;
+    let tiers: Vec<&str> = args.tiers.iter().map(|t| t.name()).collect();
+    if args.json {
+        let v = json!({
+            "programs": report.programs,
+            "first_seed": report.first_seed,
+            "last_seed": report.first_seed + report.programs.saturating_sub(1),
+            "tiers": tiers,
+            "checked": !args.unchecked,
+            "opt_level": args.opt,
+            "seconds": report.elapsed.as_secs_f64(),
+            "divergences": report.divergences.iter().map(|d| json!({
+                "seed": d.seed, "tier": d.tier, "difference": d.difference
+            })).collect::<Vec<_>>(),
+            "saved": report.saved.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+        });
+        print(&format!("{v}\n"))?;
+    } else {
+        print(&format!(
+            "{} programs (seeds {}..{}), interp vs {}: {} divergences in {:.1} s\n",
+            report.programs,
+            report.first_seed,
+            report.first_seed + report.programs,
+            tiers.join(", "),
+            report.divergences.len(),
+            report.elapsed.as_secs_f64()
+        ))?;
+        for p in &report.saved {
+            print(&format!("saved {}\n", p.display()))?;
+        }
+    }
+    Ok(if report.divergences.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_TRAPPED
+    })
 }
 
 fn emit_error(e: emit::EmitError) -> CliError {

@@ -18,13 +18,23 @@ fn corpus() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../conformance/hostile");
     let files = bpfvm_conformance::data_files(&dir)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()));
-    assert!(files.len() >= 60, "the hostile corpus has {} files, fewer than 60", files.len());
+    assert!(
+        files.len() >= 60,
+        "the hostile corpus has {} files, fewer than 60",
+        files.len()
+    );
     files
 }
 
 fn run(file: &Path, tier: Tier) -> Output {
     Command::new(BIN)
-        .args(["run", &file.to_string_lossy(), "--tier", tier.name(), "--json"])
+        .args([
+            "run",
+            &file.to_string_lossy(),
+            "--tier",
+            tier.name(),
+            "--json",
+        ])
         .output()
         .expect("run bpfvm")
 }
@@ -39,7 +49,9 @@ fn outcome(o: &Output, what: &str) -> (i32, String, String) {
     assert!(!stderr.contains("panicked"), "{what}: {stderr}");
     let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
     let summary = match serde_json::from_str::<serde_json::Value>(&stdout) {
-        Ok(v) if v.get("trap").is_some() => format!("trap:{}@{}", v["trap"]["kind"], v["trap"]["pc"]),
+        Ok(v) if v.get("trap").is_some() => {
+            format!("trap:{}@{}", v["trap"]["kind"], v["trap"]["pc"])
+        }
         Ok(v) => format!("result:{}", v["result"]),
         Err(_) => "rejected".to_string(),
     };
@@ -48,10 +60,16 @@ fn outcome(o: &Output, what: &str) -> (i32, String, String) {
 
 #[test]
 fn every_tier_gives_the_expected_typed_outcome_without_a_signal() {
-    let tiers: Vec<Tier> = Tier::available().into_iter().filter(|t| *t != Tier::Aot).collect();
+    let tiers: Vec<Tier> = Tier::available()
+        .into_iter()
+        .filter(|t| *t != Tier::Aot)
+        .collect();
     let mut checked = 0;
     for file in corpus() {
-        let name = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let text = std::fs::read_to_string(&file).expect("readable");
         let case = parse(&name, &text).unwrap_or_else(|e| panic!("{name}: {e}"));
         let mut first: Option<(Tier, String)> = None;
@@ -65,8 +83,15 @@ fn every_tier_gives_the_expected_typed_outcome_without_a_signal() {
                 }
                 Expect::Error(text) => {
                     assert!(code == 1 || code == 3, "{what}: exit {code}: {stderr}");
-                    assert!(stderr.contains(text.as_str()), "{what}: expected `{text}` in: {stderr}");
-                    assert_eq!(stderr.lines().count(), 1, "{what}: one error line: {stderr}");
+                    assert!(
+                        stderr.contains(text.as_str()),
+                        "{what}: expected `{text}` in: {stderr}"
+                    );
+                    assert_eq!(
+                        stderr.lines().count(),
+                        1,
+                        "{what}: one error line: {stderr}"
+                    );
                 }
             }
             match &first {
@@ -96,7 +121,10 @@ fn a_program_over_the_size_limit_is_rejected() {
     let _ = std::fs::remove_file(&path);
     let (code, _, stderr) = outcome(&o, "huge program");
     assert_eq!(code, 3, "{stderr}");
-    assert!(stderr.contains("more than the limit of 1000000"), "{stderr}");
+    assert!(
+        stderr.contains("more than the limit of 1000000"),
+        "{stderr}"
+    );
 }
 
 /// A large valid program (100,000 instructions) runs the same on every tier.
@@ -129,7 +157,15 @@ fn a_large_program_runs_on_every_tier() {
             continue;
         }
         let o = Command::new(BIN)
-            .args(["run", &path.to_string_lossy(), "--format", "raw", "--tier", tier.name(), "--json"])
+            .args([
+                "run",
+                &path.to_string_lossy(),
+                "--format",
+                "raw",
+                "--tier",
+                tier.name(),
+                "--json",
+            ])
             .output()
             .expect("run bpfvm");
         let (code, summary, stderr) = outcome(&o, &format!("large program on {tier}"));

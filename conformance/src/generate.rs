@@ -107,6 +107,10 @@ pub struct GenOptions {
     pub helpers: bool,
     /// Allow bpf-to-bpf calls.
     pub local_calls: bool,
+    /// End with r0 = a checksum of the whole input memory (after the
+    /// register dump), so that r0 alone reflects every register and every
+    /// byte the program wrote: what a saved `.data` regression test needs.
+    pub checksum: bool,
 }
 
 impl Default for GenOptions {
@@ -116,6 +120,7 @@ impl Default for GenOptions {
             out_of_bounds: true,
             helpers: true,
             local_calls: true,
+            checksum: false,
         }
     }
 }
@@ -225,6 +230,9 @@ pub fn generate(seed: u64, opts: &GenOptions) -> Vec<Insn> {
             0,
         ));
     }
+    if opts.checksum {
+        g.checksum_epilogue();
+    }
     g.asm.emit(Insn::new(OP_EXIT, 0, 0, 0, 0));
     // Functions: straight-line bodies over r0..r5 and their own stack.
     let funcs = g.functions.clone();
@@ -244,6 +252,33 @@ pub fn generate(seed: u64, opts: &GenOptions) -> Vec<Insn> {
 }
 
 impl Gen<'_> {
+    /// r0 = fold over the memory's u64 words of `h = rotl(h ^ w, 5) * K`.
+    fn checksum_epilogue(&mut self) {
+        let a = &mut self.asm;
+        a.emit(Insn::new(CLS_ALU64 | ALU_MOV | SRC_K, 0, 0, 0, 0));
+        a.emit(Insn::new(CLS_ALU64 | ALU_MOV | SRC_X, 1, 9, 0, 0));
+        a.emit(Insn::new(
+            CLS_ALU64 | ALU_MOV | SRC_K,
+            2,
+            0,
+            0,
+            (MEM_SIZE / 8) as i32,
+        ));
+        let head = a.label();
+        a.bind(head);
+        a.emit(Insn::new(CLS_LDX | MODE_MEM | SIZE_DW, 3, 1, 0, 0));
+        a.emit(Insn::new(CLS_ALU64 | ALU_XOR | SRC_X, 0, 3, 0, 0));
+        // rotl(r0, 5) = (r0 << 5) | (r0 >> 59)
+        a.emit(Insn::new(CLS_ALU64 | ALU_MOV | SRC_X, 4, 0, 0, 0));
+        a.emit(Insn::new(CLS_ALU64 | ALU_LSH | SRC_K, 0, 0, 0, 5));
+        a.emit(Insn::new(CLS_ALU64 | ALU_RSH | SRC_K, 4, 0, 0, 59));
+        a.emit(Insn::new(CLS_ALU64 | ALU_OR | SRC_X, 0, 4, 0, 0));
+        a.emit(Insn::new(CLS_ALU64 | ALU_MUL | SRC_K, 0, 0, 0, 0x0100_01b3));
+        a.emit(Insn::new(CLS_ALU64 | ALU_ADD | SRC_K, 1, 0, 0, 8));
+        a.emit(Insn::new(CLS_ALU64 | ALU_SUB | SRC_K, 2, 0, 0, 1));
+        a.emit_to(Insn::new(CLS_JMP | JMP_JNE | SRC_K, 2, 0, 0, 0), head);
+    }
+
     fn reg(&mut self) -> u8 {
         self.rng.below(self.writable as u64 + 1) as u8
     }

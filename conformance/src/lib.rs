@@ -9,7 +9,9 @@
 
 pub mod data;
 pub mod differential;
+pub mod fuzz;
 pub mod generate;
+pub mod minimize;
 pub mod runner;
 
 pub use data::{

@@ -62,13 +62,21 @@ impl fmt::Display for Outcome {
 
 /// Assembles, verifies, compiles and runs `case` on `backend`, with the
 /// standard test helpers registered.
+/// The helpers every case may call: the conformance suite's helper 5 and
+/// the generator's helper 1 (so that saved fuzz cases run unchanged).
+pub fn harness_helpers() -> bpfvm::engine::helpers::Helpers {
+    let mut h = bpfvm::standard_test_helpers();
+    h.extend(&crate::differential::differential_helpers());
+    h
+}
+
 pub fn execute_case(case: &TestCase, backend: &dyn Backend, opts: &RunOptions) -> Outcome {
     let fail = |stage, message: String| Outcome::Failed { stage, message };
     let insns = match &case.program {
         Ok(insns) => insns.clone(),
         Err(e) => return fail(Stage::Assemble, e.to_string()),
     };
-    let helpers = bpfvm::standard_test_helpers();
+    let helpers = harness_helpers();
     let verify_opts = VerifyOptions {
         helper_exists: &|id| helpers.contains(id),
         ..VerifyOptions::default()

@@ -33,7 +33,22 @@ const VALUES: [u64; 18] = [
     (-7i64) as u64,
 ];
 
-const IMMS: [i32; 14] = [0, 1, 2, -1, i32::MIN, i32::MAX, 31, 32, 63, 64, -7, 0x8000, 7, -2];
+const IMMS: [i32; 14] = [
+    0,
+    1,
+    2,
+    -1,
+    i32::MIN,
+    i32::MAX,
+    31,
+    32,
+    63,
+    64,
+    -7,
+    0x8000,
+    7,
+    -2,
+];
 
 /// Input memory: every (a, b) pair of `VALUES` as two little-endian u64s,
 /// then one result slot per register-form pair and per (a, imm) pair.
@@ -77,15 +92,39 @@ fn program(op: impl Fn(&mut Vec<Insn>, Option<i32>)) -> (Vec<Insn>, Vec<u8>) {
     p.push(Insn::new(CLS_JMP | JMP_JNE | SRC_K, 6, 0, back as i16, 0));
     // Immediate forms: a = each distinct first operand (every VALUES.len()-th pair).
     p.push(Insn::new(CLS_ALU64 | ALU_MOV | SRC_X, 7, 9, 0, 0));
-    p.push(Insn::new(CLS_ALU64 | ALU_MOV | SRC_K, 6, 0, 0, VALUES.len() as i32));
+    p.push(Insn::new(
+        CLS_ALU64 | ALU_MOV | SRC_K,
+        6,
+        0,
+        0,
+        VALUES.len() as i32,
+    ));
     let head = p.len();
     for (k, &imm) in IMMS.iter().enumerate() {
         p.push(Insn::new(CLS_LDX | MODE_MEM | SIZE_DW, 1, 7, 0, 0));
         op(&mut p, Some(imm));
-        p.push(Insn::new(CLS_STX | MODE_MEM | SIZE_DW, 8, 1, (k * 8) as i16, 0));
+        p.push(Insn::new(
+            CLS_STX | MODE_MEM | SIZE_DW,
+            8,
+            1,
+            (k * 8) as i16,
+            0,
+        ));
     }
-    p.push(Insn::new(CLS_ALU64 | ALU_ADD | SRC_K, 7, 0, 0, (16 * VALUES.len()) as i32));
-    p.push(Insn::new(CLS_ALU64 | ALU_ADD | SRC_K, 8, 0, 0, (8 * IMMS.len()) as i32));
+    p.push(Insn::new(
+        CLS_ALU64 | ALU_ADD | SRC_K,
+        7,
+        0,
+        0,
+        (16 * VALUES.len()) as i32,
+    ));
+    p.push(Insn::new(
+        CLS_ALU64 | ALU_ADD | SRC_K,
+        8,
+        0,
+        0,
+        (8 * IMMS.len()) as i32,
+    ));
     p.push(Insn::new(CLS_ALU64 | ALU_SUB | SRC_K, 6, 0, 0, 1));
     let back = head as i64 - p.len() as i64 - 1;
     p.push(Insn::new(CLS_JMP | JMP_JNE | SRC_K, 6, 0, back as i16, 0));
@@ -157,18 +196,42 @@ fn unary_matrix() {
     let forms: Vec<(String, Insn)> = vec![
         ("neg32".into(), Insn::new(CLS_ALU | ALU_NEG, 1, 0, 0, 0)),
         ("neg64".into(), Insn::new(CLS_ALU64 | ALU_NEG, 1, 0, 0, 0)),
-        ("movsx8_64".into(), Insn::new(CLS_ALU64 | ALU_MOV | SRC_X, 1, 1, 8, 0)),
-        ("movsx16_64".into(), Insn::new(CLS_ALU64 | ALU_MOV | SRC_X, 1, 1, 16, 0)),
-        ("movsx32_64".into(), Insn::new(CLS_ALU64 | ALU_MOV | SRC_X, 1, 1, 32, 0)),
-        ("movsx8_32".into(), Insn::new(CLS_ALU | ALU_MOV | SRC_X, 1, 1, 8, 0)),
-        ("movsx16_32".into(), Insn::new(CLS_ALU | ALU_MOV | SRC_X, 1, 1, 16, 0)),
+        (
+            "movsx8_64".into(),
+            Insn::new(CLS_ALU64 | ALU_MOV | SRC_X, 1, 1, 8, 0),
+        ),
+        (
+            "movsx16_64".into(),
+            Insn::new(CLS_ALU64 | ALU_MOV | SRC_X, 1, 1, 16, 0),
+        ),
+        (
+            "movsx32_64".into(),
+            Insn::new(CLS_ALU64 | ALU_MOV | SRC_X, 1, 1, 32, 0),
+        ),
+        (
+            "movsx8_32".into(),
+            Insn::new(CLS_ALU | ALU_MOV | SRC_X, 1, 1, 8, 0),
+        ),
+        (
+            "movsx16_32".into(),
+            Insn::new(CLS_ALU | ALU_MOV | SRC_X, 1, 1, 16, 0),
+        ),
     ]
     .into_iter()
     .chain([16, 32, 64].into_iter().flat_map(|bits| {
         [
-            (format!("le{bits}"), Insn::new(CLS_ALU | ALU_END | SRC_K, 1, 0, 0, bits)),
-            (format!("be{bits}"), Insn::new(CLS_ALU | ALU_END | SRC_X, 1, 0, 0, bits)),
-            (format!("bswap{bits}"), Insn::new(CLS_ALU64 | ALU_END, 1, 0, 0, bits)),
+            (
+                format!("le{bits}"),
+                Insn::new(CLS_ALU | ALU_END | SRC_K, 1, 0, 0, bits),
+            ),
+            (
+                format!("be{bits}"),
+                Insn::new(CLS_ALU | ALU_END | SRC_X, 1, 0, 0, bits),
+            ),
+            (
+                format!("bswap{bits}"),
+                Insn::new(CLS_ALU64 | ALU_END, 1, 0, 0, bits),
+            ),
         ]
     }))
     .collect();

@@ -128,11 +128,25 @@ pub fn compile_object(
 /// Loads an AOT object made by [`compile_object`] so that it runs like any
 /// compiled code (its helpers resolved to the run's helper table).
 pub fn load_object(bytes: &[u8], entry: Option<&str>) -> Result<Box<dyn CompiledCode>, EmitError> {
+    load_object_with(bytes, entry, None)
+}
+
+/// Resolves an undefined symbol of an AOT object to an address, or `None`.
+pub type SymbolLookup<'a> = &'a dyn Fn(&str) -> Option<u64>;
+
+/// Like [`load_object`], resolving the object's other undefined symbols
+/// (the llvmbpf `lddw` hooks `__lddw_helper_map_by_fd`, `_map_by_idx`,
+/// `_map_val`, `_var_addr`, `_code_addr`) with `symbols`.
+pub fn load_object_with(
+    bytes: &[u8],
+    entry: Option<&str>,
+    symbols: Option<SymbolLookup<'_>>,
+) -> Result<Box<dyn CompiledCode>, EmitError> {
     #[cfg(feature = "llvm")]
     {
         let opts = bpfvm_llvm::LoadOptions {
             entry_name: entry.unwrap_or("bpf_main"),
-            symbols: None,
+            symbols,
         };
         let code =
             bpfvm_llvm::load_object(bytes, &opts).map_err(|e| EmitError::Load(e.to_string()))?;
@@ -140,7 +154,7 @@ pub fn load_object(bytes: &[u8], entry: Option<&str>) -> Result<Box<dyn Compiled
     }
     #[cfg(not(feature = "llvm"))]
     {
-        let _ = (bytes, entry);
+        let _ = (bytes, entry, symbols);
         Err(TierError::NotCompiledIn("llvm").into())
     }
 }

@@ -39,6 +39,30 @@ pub(crate) struct EngineInner {
     pub table: HelperTable,
     pub regions: Vec<Region>,
     jobs: Mutex<Option<Sender<Job>>>,
+    workers: Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+impl Drop for EngineInner {
+    /// Closes the job queue and waits for the compile threads, so that no
+    /// compile is still running (inside LLVM) when the host exits. A worker
+    /// that drops the last reference itself is not waited for.
+    fn drop(&mut self) {
+        let jobs = match self.jobs.get_mut() {
+            Ok(j) => j,
+            Err(p) => p.into_inner(),
+        };
+        jobs.take();
+        let workers = match self.workers.get_mut() {
+            Ok(w) => std::mem::take(w),
+            Err(p) => std::mem::take(p.into_inner()),
+        };
+        let me = std::thread::current().id();
+        for w in workers {
+            if w.thread().id() != me {
+                let _ = w.join();
+            }
+        }
+    }
 }
 
 /// The embedding entry point.
@@ -64,6 +88,7 @@ impl Engine {
             regions: config.regions.clone(),
             config: config.clone(),
             jobs: Mutex::new(None),
+            workers: Mutex::new(Vec::new()),
         }))
     }
 
@@ -184,8 +209,12 @@ impl Engine {
                 let spawned = std::thread::Builder::new()
                     .name(format!("bpfvm-compile-{k}"))
                     .spawn(move || worker(rx));
-                if let Err(e) = spawned {
-                    tracing::warn!("cannot start a compile thread: {e}");
+                match spawned {
+                    Ok(handle) => match self.0.workers.lock() {
+                        Ok(mut w) => w.push(handle),
+                        Err(p) => p.into_inner().push(handle),
+                    },
+                    Err(e) => tracing::warn!("cannot start a compile thread: {e}"),
                 }
             }
             *jobs = Some(tx);

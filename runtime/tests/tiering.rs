@@ -268,7 +268,11 @@ fn every_run_starts_with_a_zeroed_stack() {
             c.memory_checks(checked);
             let p = Engine::new(&c).load_asm(src).unwrap();
             for run in 0..3 {
-                assert_eq!(p.run(&mut []).unwrap(), 0, "{tier} checked={checked} run {run}");
+                assert_eq!(
+                    p.run(&mut []).unwrap(),
+                    0,
+                    "{tier} checked={checked} run {run}"
+                );
             }
         }
     }

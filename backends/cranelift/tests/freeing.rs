@@ -35,7 +35,9 @@ fn dropping_programs_frees_their_code() {
     };
     let run = |n: usize| {
         for _ in 0..n {
-            let code = CraneliftBackend.compile(&program, &CompileOptions::default()).unwrap();
+            let code = CraneliftBackend
+                .compile(&program, &CompileOptions::default())
+                .unwrap();
             assert_eq!(execute(code.as_ref(), &env, &mut []).unwrap().r0, 1024);
         }
     };
@@ -44,11 +46,21 @@ fn dropping_programs_frees_their_code() {
     run(500);
     let after = mapped_pages();
     // Each compile maps at least one page: 500 leaked programs would add 500.
-    assert!(after <= before + 128, "mapped pages grew from {before} to {after}: compiled code leaks");
+    assert!(
+        after <= before + 128,
+        "mapped pages grew from {before} to {after}: compiled code leaks"
+    );
     // Kept code stays mapped, so the check above can fail.
     let kept: Vec<_> = (0..200)
-        .map(|_| CraneliftBackend.compile(&program, &CompileOptions::default()).unwrap())
+        .map(|_| {
+            CraneliftBackend
+                .compile(&program, &CompileOptions::default())
+                .unwrap()
+        })
         .collect();
-    assert!(mapped_pages() >= after + 150, "kept code should stay mapped");
+    assert!(
+        mapped_pages() >= after + 150,
+        "kept code should stay mapped"
+    );
     drop(kept);
 }

@@ -103,7 +103,7 @@ fn legacy(elf: &Elf, maps: &mut Maps) -> Result<(), ElfError> {
     syms.sort_by_key(|s| s.value);
     let size = sec.data.len() as u64;
     let n = syms.len() as u64;
-    if size == 0 || size % n != 0 || size / n < LEGACY_MIN_SIZE {
+    if size == 0 || !size.is_multiple_of(n) || size / n < LEGACY_MIN_SIZE {
         return Err(ElfError::At {
             section: sec.name.clone(),
             offset: 0,

@@ -96,7 +96,8 @@ pub struct ProgramSection {
     /// Size of the entry function in bytes.
     pub size: u64,
     /// The linked, relocated instructions: the entry function first, then
-    /// each sub-program it reaches, in the order they were first called.
+    /// each sub-program it reaches, depth first in instruction order (the
+    /// layout libbpf and aya produce).
     pub insns: Vec<Insn>,
     /// The sub-programs appended after the entry function, with their
     /// first slot in `insns`.

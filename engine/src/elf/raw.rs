@@ -78,6 +78,12 @@ impl<'a> Elf<'a> {
         if data.len() < 4 || &data[..4] != b"\x7fELF" {
             return Err(ElfError::Container("no ELF magic".into()));
         }
+        if data.len() < 64 {
+            return Err(ElfError::Container(format!(
+                "{} bytes is shorter than an ELF64 header",
+                data.len()
+            )));
+        }
         if data.get(4) != Some(&2) {
             return Err(ElfError::NotBpf("not a 64-bit ELF file".into()));
         }

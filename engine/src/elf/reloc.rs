@@ -346,21 +346,26 @@ impl Linker {
     pub fn link(&self, k: usize) -> Result<ProgramSection, ElfError> {
         let entry = &self.funcs[k];
         let mut base: Vec<Option<usize>> = vec![None; self.funcs.len()];
+        // Depth first, in instruction order, as libbpf (and aya) link: a
+        // callee is appended when first seen and its own callees follow it.
         let mut order = vec![k];
         base[k] = Some(0);
         let mut total = entry.insns.len();
-        let mut i = 0;
-        while i < order.len() {
-            for &(_, fix) in &self.funcs[order[i]].fixes {
-                if let Fix::Call(t) | Fix::FuncAddr(t) = fix {
-                    if base[t].is_none() {
-                        base[t] = Some(total);
-                        total += self.funcs[t].insns.len();
-                        order.push(t);
-                    }
+        let mut stack = vec![(k, 0usize)];
+        while let Some((f, next)) = stack.last_mut() {
+            let Some(&(_, fix)) = self.funcs[*f].fixes.get(*next) else {
+                stack.pop();
+                continue;
+            };
+            *next += 1;
+            if let Fix::Call(t) | Fix::FuncAddr(t) = fix {
+                if base[t].is_none() {
+                    base[t] = Some(total);
+                    total += self.funcs[t].insns.len();
+                    order.push(t);
+                    stack.push((t, 0));
                 }
             }
-            i += 1;
         }
         let mut insns = Vec::with_capacity(total);
         let mut subprograms = Vec::new();

@@ -110,7 +110,7 @@ pub(crate) fn write(ctx: &VmCtx, addr: u64, bytes: &[u8]) -> Result<(), HelperEr
     Ok(())
 }
 
-fn map_arg<'a>(shared: &'a Shared, handle: u64) -> Result<&'a Arc<Map>, HelperError> {
+fn map_arg(shared: &Shared, handle: u64) -> Result<&Arc<Map>, HelperError> {
     shared
         .maps
         .by_handle(handle)

@@ -18,7 +18,9 @@
 //!   caller's whole stack area (where that context usually lives).
 //!
 //! A trap in the nested run becomes the caller's trap, reported at the pc
-//! of the helper call.
+//! of the helper call. Callbacks nest at most [`MAX_CALLBACK_NESTING`]
+//! deep (a callback's `bpf_loop` past that traps with a call-depth trap),
+//! so that a program cannot exhaust the host's stack.
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -27,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use bpfvm_engine::backend::{Backend, CompileOptions, CompiledCode, Stack};
 use bpfvm_engine::helpers::HelperError;
 use bpfvm_engine::isa::{Insn, CALL_LOCAL, OP_CALL, OP_EXIT};
-use bpfvm_engine::vmctx::{Region, VmCtx, TRAP_EXIT, TRAP_NONE};
+use bpfvm_engine::vmctx::{Region, VmCtx, TRAP_CALL_DEPTH, TRAP_EXIT, TRAP_NONE};
 
 use super::{neg, MAX_LOOPS};
 use crate::maps::{Map, E2BIG, EINVAL, ENOENT};
@@ -35,23 +37,29 @@ use crate::object::{FuncAddr, Shared};
 
 /// Longest chain of tail calls (the kernel's `MAX_TAIL_CALL_CNT`).
 pub const MAX_TAIL_CALLS: u32 = 33;
+/// Deepest nesting of `bpf_loop` callbacks (a callback calling `bpf_loop`);
+/// past it the call traps with `TRAP_CALL_DEPTH` (the kernel's verifier
+/// bounds it with its 8 call frames).
+pub const MAX_CALLBACK_NESTING: u32 = 8;
 
 thread_local! {
     /// Tail calls in the chain running on this thread.
     static TAIL_DEPTH: Cell<u32> = const { Cell::new(0) };
+    /// `bpf_loop` callbacks running on this thread, nested.
+    static CALLBACK_DEPTH: Cell<u32> = const { Cell::new(0) };
 }
 
-/// Leaves one level of tail-call depth when dropped.
-struct DepthGuard;
+/// Holds one level of a thread-local depth; leaves it when dropped.
+struct DepthGuard(&'static std::thread::LocalKey<Cell<u32>>);
 
 impl DepthGuard {
-    fn enter() -> Option<DepthGuard> {
-        TAIL_DEPTH.with(|d| {
-            if d.get() >= MAX_TAIL_CALLS {
+    fn enter(key: &'static std::thread::LocalKey<Cell<u32>>, max: u32) -> Option<DepthGuard> {
+        key.with(|d| {
+            if d.get() >= max {
                 None
             } else {
                 d.set(d.get() + 1);
-                Some(DepthGuard)
+                Some(DepthGuard(key))
             }
         })
     }
@@ -59,7 +67,7 @@ impl DepthGuard {
 
 impl Drop for DepthGuard {
     fn drop(&mut self) {
-        TAIL_DEPTH.with(|d| d.set(d.get().saturating_sub(1)));
+        self.0.with(|d| d.set(d.get().saturating_sub(1)));
     }
 }
 
@@ -139,7 +147,7 @@ impl Reenter {
         let Some(id) = u32::try_from(index).ok().and_then(|i| map.program_at(i)) else {
             return Ok(neg(ENOENT));
         };
-        let Some(_depth) = DepthGuard::enter() else {
+        let Some(_depth) = DepthGuard::enter(&TAIL_DEPTH, MAX_TAIL_CALLS) else {
             return Ok(neg(E2BIG));
         };
         let code = self
@@ -178,6 +186,10 @@ impl Reenter {
         let code = self
             .code(Entry::Callback { program, pc })
             .map_err(|_| HelperError::Failed(EINVAL as u32))?;
+        let Some(_depth) = DepthGuard::enter(&CALLBACK_DEPTH, MAX_CALLBACK_NESTING) else {
+            ctx.raise(TRAP_CALL_DEPTH, 0, 0);
+            return Ok(0);
+        };
         let stack = Region {
             start: ctx.stack_bottom,
             len: ctx.stack_top - ctx.stack_bottom,

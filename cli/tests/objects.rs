@@ -1,0 +1,266 @@
+//! `bpfvm inspect` and `bpfvm run` on the clang-compiled fixtures in
+//! `conformance/fixtures/`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_bpfvm");
+
+const FIXTURES: [(&str, &str); 7] = [
+    ("xdp_counter", "xdp_count"),
+    ("hash_count", "word_count"),
+    ("ringbuf", "produce"),
+    ("calls", "squares"),
+    ("tailcall", "entry"),
+    ("printk", "printk"),
+    ("loop", "loop_sum"),
+];
+
+fn fixture(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../conformance/fixtures")
+        .join(format!("{name}.o"))
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn scratch(name: &str, bytes: &[u8]) -> PathBuf {
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    std::fs::write(&path, bytes).expect("write scratch file");
+    path
+}
+
+fn bpfvm(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().expect("run bpfvm")
+}
+
+fn ok(o: &Output) -> String {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "stderr: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn json(o: &Output) -> Value {
+    serde_json::from_str(&ok(o)).expect("JSON output")
+}
+
+#[test]
+fn inspect_every_fixture() {
+    for (name, prog) in FIXTURES {
+        let text = ok(&bpfvm(&["inspect", &fixture(name)]));
+        assert!(text.starts_with("programs ("), "{name}: {text}");
+        assert!(text.contains(prog), "{name}: {text}");
+        assert!(
+            text.contains("maps (") && text.contains("relocations ("),
+            "{text}"
+        );
+        let v = json(&bpfvm(&["inspect", &fixture(name), "--json"]));
+        let programs = v["programs"].as_array().unwrap();
+        assert!(programs.iter().any(|p| p["name"] == prog), "{name}: {v}");
+        for p in programs {
+            assert!(p["insns"].as_u64().unwrap() * 8 >= p["size"].as_u64().unwrap());
+        }
+        assert!(!v["maps"].as_array().unwrap().is_empty(), "{name}");
+        assert!(!v["relocations"].as_array().unwrap().is_empty(), "{name}");
+    }
+}
+
+#[test]
+fn inspect_shows_types_and_relocations() {
+    let v = json(&bpfvm(&["inspect", &fixture("tailcall"), "--json"]));
+    let maps = v["maps"].as_array().unwrap();
+    assert_eq!(maps[0]["name"], "jmp_table");
+    assert_eq!(maps[0]["type"], "prog_array");
+    assert_eq!(maps[0]["max_entries"], 4);
+    assert_eq!(maps[1]["type"], "array");
+    assert_eq!(maps[1]["value_size"], 8);
+    let relocs = v["relocations"].as_array().unwrap();
+    assert!(relocs
+        .iter()
+        .any(|r| r["type_name"] == "R_BPF_64_32" && r["target"] == "call visit"));
+    let text = ok(&bpfvm(&["inspect", &fixture("printk")]));
+    assert!(text.contains(".rodata.str1.1"), "{text}");
+    assert!(text.contains("map #1 value + 12"), "{text}");
+}
+
+#[test]
+fn run_dump_maps_json_on_every_fixture() {
+    for (name, prog) in FIXTURES {
+        let v = json(&bpfvm(&[
+            "run",
+            &fixture(name),
+            "--prog",
+            prog,
+            "--mem-hex",
+            "01 02 03 04 05 06 07 08 09 0a 0b 0c 08 00 20 20",
+            "--dump-maps",
+            "--json",
+        ]));
+        assert!(v["result"].is_u64(), "{name}: {v}");
+        let maps = v["maps"].as_object().unwrap();
+        assert!(!maps.is_empty(), "{name}");
+        for (map, entries) in maps {
+            for e in entries.as_array().unwrap() {
+                let pair = e.as_array().unwrap();
+                assert_eq!(pair.len(), 2, "{name}/{map}");
+                assert!(pair.iter().all(|h| h.as_str().unwrap().len() % 2 == 0));
+            }
+        }
+    }
+}
+
+#[test]
+fn packet_counter_counts_calls_after_repeat() {
+    let mut packet = vec![0u8; 64];
+    packet[12..14].copy_from_slice(&[0x08, 0x00]);
+    let mem = scratch("ipv4.bin", &packet);
+    let tiers: Vec<String> = bpfvm::tier::Tier::available()
+        .into_iter()
+        .filter(|t| *t != bpfvm::tier::Tier::Aot)
+        .map(|t| t.name().to_string())
+        .collect();
+    for tier in &tiers {
+        let v = json(&bpfvm(&[
+            "run",
+            &fixture("xdp_counter"),
+            "--mem",
+            mem.to_str().unwrap(),
+            "--repeat",
+            "10",
+            "--dump-maps",
+            "--json",
+            "--tier",
+            tier,
+        ]));
+        assert_eq!(v["result"], 2, "{tier}: XDP_PASS");
+        let maps = &v["maps"];
+        assert_eq!(maps[".bss"][0][1], "0a00000000000000", "{tier}: 10 calls");
+        assert_eq!(maps["pkt_count"][0][1], "0a00000000000000", "{tier}");
+        assert_eq!(
+            maps["byte_count"][0][1], "8002000000000000",
+            "{tier}: 640 bytes"
+        );
+    }
+    // The text form.
+    let text = ok(&bpfvm(&[
+        "run",
+        &fixture("xdp_counter"),
+        "--mem",
+        mem.to_str().unwrap(),
+        "--repeat",
+        "3",
+        "--dump-maps",
+    ]));
+    assert!(text.starts_with("r0 = 0x2 (2)\n"), "{text}");
+    assert!(
+        text.contains("map .bss (array, 1 entry):\n  00000000: 0300000000000000"),
+        "{text}"
+    );
+}
+
+#[test]
+fn map_init_preloads_maps() {
+    let init = scratch(
+        "visits.txt",
+        b"# key value\n01000000 0x6400000000000000\n\n03000000 0700000000000000\n",
+    );
+    let slots = scratch("slots.txt", b"00000000 @stage2\n");
+    let v = json(&bpfvm(&[
+        "run",
+        &fixture("tailcall"),
+        "--prog",
+        "stage1",
+        "--map-init",
+        &format!("visits={}", init.display()),
+        "--map-init",
+        &format!("jmp_table={}", slots.display()),
+        "--dump-maps",
+        "--json",
+    ]));
+    assert_eq!(v["result"], 42);
+    let visits = &v["maps"]["visits"];
+    assert_eq!(visits[1][1], "6500000000000000", "100 + stage1's visit");
+    assert_eq!(visits[3][1], "0700000000000000");
+    assert_eq!(
+        v["maps"]["jmp_table"][0],
+        serde_json::json!(["00000000", "01000000"])
+    );
+
+    let bad = scratch("bad.txt", b"01000000\n");
+    let o = bpfvm(&[
+        "run",
+        &fixture("tailcall"),
+        "--prog",
+        "entry",
+        "--map-init",
+        &format!("visits={}", bad.display()),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("expected `KEY VALUE`"));
+    let o = bpfvm(&[
+        "run",
+        &fixture("tailcall"),
+        "--prog",
+        "entry",
+        "--map-init",
+        "nope=x",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn trace_printk_goes_to_stderr_or_json() {
+    let o = bpfvm(&["run", &fixture("printk"), "--mem-hex", "00 00"]);
+    let out = ok(&o);
+    assert_eq!(out, "r0 = 0x6 (6)\n");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        "bpf_trace_printk: hello from bpfvm: len=2 scale=3\nbpf_trace_printk: tail beef str\n"
+    );
+    let v = json(&bpfvm(&["run", &fixture("printk"), "--json"]));
+    assert_eq!(v["trace"][0], "hello from bpfvm: len=0 scale=3");
+}
+
+#[test]
+fn verify_and_selection() {
+    let text = ok(&bpfvm(&["verify", &fixture("loop")]));
+    assert!(text.starts_with("ok: "), "{text}");
+    let o = bpfvm(&["run", &fixture("calls")]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("several programs, choose one with --prog"));
+    let o = bpfvm(&["run", &fixture("calls"), "--prog", "nope"]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no program or function named `nope`"));
+    // A .text function runs as an entry point.
+    let v = json(&bpfvm(&[
+        "run",
+        &fixture("calls"),
+        "--prog",
+        "fib",
+        "--json",
+    ]));
+    assert_eq!(v["result"], 0);
+}
+
+#[test]
+fn malformed_objects_are_rejected_cleanly() {
+    let good = std::fs::read(fixture("tailcall")).unwrap();
+    for (name, bytes) in [
+        ("trunc.o", good[..good.len() / 2].to_vec()),
+        ("short.o", good[..100].to_vec()),
+    ] {
+        let path = scratch(name, &bytes);
+        for cmd in ["inspect", "run", "verify"] {
+            let o = bpfvm(&[cmd, path.to_str().unwrap()]);
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert_eq!(o.status.code(), Some(3), "{cmd} {name}: {err}");
+            assert!(
+                err.starts_with("error: ") && !err.contains("panicked"),
+                "{err}"
+            );
+        }
+    }
+}
