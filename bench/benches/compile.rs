@@ -4,6 +4,8 @@
 //! default optimisation level, throughput in instructions).
 //!
 //! `cargo bench -p bpfvm-bench --bench compile -- --warm-up-time 1 --measurement-time 2`
+//! (10 samples per benchmark: a few minutes, most of it LLVM on the
+//! largest programs).
 
 use std::sync::Arc;
 
@@ -15,6 +17,8 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 
 fn compile_latency(c: &mut Criterion) {
     let mut group = c.benchmark_group("compile");
+    // LLVM takes up to seconds on the large sizes: the fewest samples.
+    group.sample_size(10);
     for size in [50usize, 300, 1000, 3000] {
         let insns = program_of_size(size);
         let n = insns.len();
@@ -41,7 +45,7 @@ fn compile_latency(c: &mut Criterion) {
 
 fn compile_programs(c: &mut Criterion) {
     let mut group = c.benchmark_group("compile_programs");
-    group.sample_size(20);
+    group.sample_size(10);
     for p in PROGRAMS {
         let subject = Subject::from_elf(p.bpf_object, None).expect("benchmark programs load");
         group.throughput(Throughput::Elements(subject.len() as u64));

@@ -58,9 +58,13 @@ impl Rbpf {
         let prog: &'static [u8] = Box::leak(bytecode(insns, len).into_boxed_slice());
         let mut vm = rbpf::EbpfVmRaw::new(Some(prog)).map_err(|e| e.to_string())?;
         if mode == RbpfMode::Jit {
-            // rbpf's JIT asserts (panics) on some register uses.
+            // rbpf's JIT panics when a program overflows its fixed-size
+            // code buffer: catch it (quietly) and report an error.
+            let hook = std::panic::take_hook();
+            std::panic::set_hook(Box::new(|_| {}));
             let compiled =
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| vm.jit_compile()));
+            std::panic::set_hook(hook);
             match compiled {
                 Ok(r) => r.map_err(|e| e.to_string())?,
                 Err(p) => {

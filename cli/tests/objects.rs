@@ -8,7 +8,8 @@ use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_bpfvm");
 
-const FIXTURES: [(&str, &str); 7] = [
+const FIXTURES: [(&str, &str); 8] = [
+    ("legacy_maps", "legacy"),
     ("xdp_counter", "xdp_count"),
     ("hash_count", "word_count"),
     ("ringbuf", "produce"),

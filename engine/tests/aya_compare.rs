@@ -10,7 +10,8 @@ use bpfvm_engine::elf;
 use bpfvm_engine::isa::Insn;
 
 /// The fixtures aya-obj 0.3 parses.
-const FIXTURES: [&str; 6] = [
+const FIXTURES: [&str; 7] = [
+    "legacy_maps",
     "xdp_counter",
     "hash_count",
     "ringbuf",

@@ -95,6 +95,7 @@ fn reason(e: ElfError) -> (String, u64, Reason) {
 #[test]
 fn fixtures_load() {
     for name in [
+        "legacy_maps",
         "xdp_counter",
         "hash_count",
         "ringbuf",
@@ -303,4 +304,15 @@ fn every_byte_flip_is_handled() {
             let _ = elf::parse(&b);
         }
     }
+}
+
+#[test]
+fn legacy_map_definitions_are_checked() {
+    // A legacy map symbol placed past the end of `maps`.
+    let mut b = fixture("legacy_maps");
+    let sym = symbol(&b, "legacy_hash");
+    put_u64(&mut b, sym + 8, 0x100);
+    let (s, off, r) = reason(elf::parse(&b).unwrap_err());
+    assert_eq!((s.as_str(), off), ("maps", 0x100));
+    assert!(matches!(r, Reason::SymbolOutOfRange { .. }), "{r}");
 }

@@ -390,6 +390,17 @@ impl LoadedObject {
             })
     }
 
+    /// The `lddw` resolver of program `name`, for an embedder that runs
+    /// the verifier itself (e.g. `Engine::load_with(obj.program_insns(name)?,
+    /// Some(&resolver))`); [`LoadedObject::verify_program`] uses the same.
+    pub fn lddw_resolver(&self, name: &str) -> Result<impl LddwResolver + '_, ObjectError> {
+        Ok(Resolver {
+            maps: &self.shared.maps,
+            program: self.id_of(name)?,
+            pc_shift: 0,
+        })
+    }
+
     /// The memory checked code may access besides its input and stack:
     /// every map's values (global data included) and the host's regions.
     pub fn regions(&self) -> Vec<Region> {
@@ -400,7 +411,10 @@ impl LoadedObject {
 
     /// The helpers for programs that run on `tier` with `opts`: the
     /// standard ones (tail calls and `bpf_loop` callbacks compile and run
-    /// on the same tier with the same options) plus the host's.
+    /// on the same tier with the same options) plus the host's. An
+    /// embedder that runs one program on several tiers with one helper
+    /// set (a tiered engine) gets its tail calls and callbacks on the tier
+    /// the set was made for.
     pub fn helpers_for(&self, tier: Tier, opts: &CompileOptions) -> Result<Helpers, ObjectError> {
         let backend = tier::backend(tier)?;
         let reenter = Arc::new(Reenter::new(

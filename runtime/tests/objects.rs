@@ -224,8 +224,33 @@ fn bpf_loop_callbacks() {
 }
 
 #[test]
+fn legacy_maps_and_named_data_sections() {
+    let runs = vec![
+        ("legacy", vec![0; 2]),
+        ("legacy", vec![0; 10]),
+        ("legacy", vec![0; 1]),
+    ];
+    let out = on_all_tiers("legacy_maps", &runs);
+    assert_eq!(out.results, vec![Ok(5), Ok(5), Ok(10)]);
+    assert_eq!(u64s(map(&out.maps, "legacy_counts")), vec![10, 5]);
+    let hash: Vec<(u32, u32)> = map(&out.maps, "legacy_hash")
+        .iter()
+        .map(|(k, v)| {
+            (
+                u32::from_le_bytes(k[..4].try_into().unwrap()),
+                u32::from_le_bytes(v[..4].try_into().unwrap()),
+            )
+        })
+        .collect();
+    assert_eq!(hash, vec![(1, 2), (2, 4), (10, 20)]);
+    assert_eq!(u64s(map(&out.maps, ".data.config")), vec![5]);
+    assert_eq!(u64s(map(&out.maps, ".bss.state")), vec![1]);
+}
+
+#[test]
 fn every_fixture_verifies_every_program() {
     for name in [
+        "legacy_maps",
         "xdp_counter",
         "hash_count",
         "ringbuf",
@@ -241,4 +266,32 @@ fn every_fixture_verifies_every_program() {
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
         }
     }
+}
+
+#[test]
+fn fixture_runs_through_the_engine_api() {
+    // The glue as an embedder with its own run loop uses it: the object's
+    // helpers and regions in the engine's configuration, its resolver at load.
+    let obj = LoadedObject::load(&fixture("xdp_counter")).unwrap();
+    for tier in [Tier::Interp, Tier::Cranelift] {
+        if !tier.is_available() {
+            continue;
+        }
+        let mut config = bpfvm::Config::new();
+        config
+            .tier_policy(bpfvm::TierPolicy::Fixed(tier))
+            .helpers(&obj.helpers_for(tier, &CompileOptions::default()).unwrap());
+        for r in obj.regions() {
+            // SAFETY: the object (and so its maps) outlives the engine.
+            unsafe { config.region(r.start as *const u8, r.len as usize, r.writable != 0) };
+        }
+        let engine = bpfvm::Engine::new(&config);
+        let resolver = obj.lddw_resolver("xdp_count").unwrap();
+        let prog = engine
+            .load_with(obj.program_insns("xdp_count").unwrap(), Some(&resolver))
+            .unwrap();
+        assert_eq!(prog.run(&mut packet(0x0800, 64)), Ok(2), "{tier}");
+    }
+    let calls = &obj.map(".bss").unwrap().entries()[0].1;
+    assert_eq!(calls[0], 2, "one call per tier, in the object's own map");
 }

@@ -24,6 +24,8 @@
 mod printk;
 pub(crate) mod reenter;
 
+pub use reenter::{MAX_CALLBACK_NESTING, MAX_TAIL_CALLS};
+
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 

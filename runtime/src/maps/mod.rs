@@ -106,6 +106,10 @@ impl UpdateFlag {
     }
 }
 
+/// Bookkeeping bytes per hash-map entry counted against the memory limit
+/// (key slot, LRU stamp, free list), keys not included.
+const HASH_ENTRY_OVERHEAD: u64 = 32;
+
 /// No program in a program-array slot.
 const EMPTY_SLOT: u32 = u32::MAX;
 
@@ -142,14 +146,19 @@ fn stride_of(value_size: u32) -> usize {
 }
 
 impl Map {
-    /// The bytes a map of this definition allocates.
-    fn memory(def: &MapDef) -> Result<u64, MapError> {
+    /// The bytes a map of this definition allocates (hash maps: values
+    /// plus about [`HASH_ENTRY_OVERHEAD`] bytes of bookkeeping per entry).
+    fn memory(def: &MapDef) -> u64 {
         let entries = def.max_entries as u64;
-        Ok(match def.kind {
+        let values = (stride_of(def.value_size) as u64).saturating_mul(entries);
+        match def.kind {
             MapKind::RingBuf => 2 * entries,
             MapKind::ProgArray => 4 * entries,
-            _ => stride_of(def.value_size) as u64 * entries,
-        })
+            MapKind::Hash | MapKind::PercpuHash | MapKind::LruHash | MapKind::LruPercpuHash => {
+                values.saturating_add(HASH_ENTRY_OVERHEAD.saturating_mul(entries))
+            }
+            _ => values,
+        }
     }
 
     /// Creates a map. `programs` is the number of programs a program
@@ -177,7 +186,7 @@ impl Map {
                     ));
                 }
                 let stride = stride_of(v);
-                let slab = alloc(stride as u64 * n as u64)?;
+                let slab = alloc((stride as u64).saturating_mul(n as u64))?;
                 if let Some(data) = &def.data {
                     slab.write(0, &data[..data.len().min(v as usize)]);
                 }
@@ -190,7 +199,7 @@ impl Map {
                     ));
                 }
                 let stride = stride_of(v);
-                let slab = alloc(stride as u64 * n as u64)?;
+                let slab = alloc((stride as u64).saturating_mul(n as u64))?;
                 let lru = matches!(def.kind, MapKind::LruHash | MapKind::LruPercpuHash);
                 Imp::Hash(HashMapImpl::new(
                     slab, stride, k as usize, v as usize, n, lru,
@@ -482,7 +491,7 @@ impl MapSet {
     ) -> Result<MapSet, (String, MapError)> {
         let mut total = 0u64;
         for d in defs {
-            total = total.saturating_add(Map::memory(d).map_err(|e| (d.name.clone(), e))?);
+            total = total.saturating_add(Map::memory(d));
             if total > limit {
                 return Err((d.name.clone(), MapError::TooLarge { need: total, limit }));
             }
@@ -656,8 +665,13 @@ mod tests {
         ] {
             assert!(Map::new(&d, 0).is_err(), "{d:?}");
         }
-        let big = def(MapKind::Array, 4, u32::MAX, u32::MAX);
-        let e = MapSet::build(&[big], 0, &|_| None, DEFAULT_MAP_MEMORY).unwrap_err();
-        assert!(matches!(e.1, MapError::TooLarge { .. }));
+        for big in [
+            def(MapKind::Array, 4, u32::MAX, u32::MAX),
+            def(MapKind::Hash, 4, u32::MAX - 3, u32::MAX),
+            def(MapKind::Hash, 4, 1, 1 << 24),
+        ] {
+            let e = MapSet::build(&[big], 0, &|_| None, DEFAULT_MAP_MEMORY).unwrap_err();
+            assert!(matches!(e.1, MapError::TooLarge { .. }));
+        }
     }
 }
