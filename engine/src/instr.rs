@@ -30,6 +30,15 @@ impl MemSize {
     pub fn bits(self) -> u32 {
         self as u32 * 8
     }
+    /// 0 to 3 for 1, 2, 4, 8 bytes (to index per-size tables).
+    pub fn index(self) -> usize {
+        match self {
+            MemSize::B => 0,
+            MemSize::H => 1,
+            MemSize::W => 2,
+            MemSize::DW => 3,
+        }
+    }
     fn from_field(code: u8) -> MemSize {
         match code & 0x18 {
             SIZE_W => MemSize::W,

@@ -1,13 +1,33 @@
 //! A verified program: what every executor compiles or interprets.
 
-use crate::instr::Instr;
-use crate::isa::Insn;
+use crate::instr::{Instr, MemSize};
+use crate::isa::{Insn, FRAME_POINTER, STACK_FRAME_SIZE};
 
 /// A function (subprogram): the slots `[start, end)`. Function 0 starts at pc 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Function {
     pub start: usize,
     pub end: usize,
+}
+
+/// Whether an access through r10 stays in the current frame whatever the
+/// run: r10 is read-only, so `[r10 + off, r10 + off + size)` within
+/// `[r10 - 512, r10)` needs no check in any tier.
+pub fn statically_in_frame(base: u8, off: i16, size: MemSize) -> bool {
+    base == FRAME_POINTER
+        && off as i64 >= -(STACK_FRAME_SIZE as i64)
+        && off as i64 + size.bytes() as i64 <= 0
+}
+
+/// What a function's code needs from the run, so that a JIT loads it once
+/// in the function's entry block.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FunctionNeeds {
+    /// Per access size (`MemSize::index`): some access of that size needs
+    /// a run-time check (only in checked mode).
+    pub checked_sizes: [bool; 4],
+    pub local_calls: bool,
+    pub helper_calls: bool,
 }
 
 /// A program that passed the verifier. Only [`crate::verifier::verify`] makes one.
@@ -78,6 +98,30 @@ impl Program {
     /// Instruction count of the block starting at `pc` (0 if none starts there).
     pub fn block_cost(&self, pc: usize) -> u32 {
         self.block_cost.get(pc).copied().unwrap_or(0)
+    }
+
+    /// What the code of `f` needs from the run (see [`FunctionNeeds`]).
+    pub fn needs(&self, f: &Function, checked: bool) -> FunctionNeeds {
+        let mut n = FunctionNeeds::default();
+        for ins in &self.instrs[f.start..f.end] {
+            match *ins {
+                Instr::Load {
+                    size, base, off, ..
+                }
+                | Instr::Store {
+                    size, base, off, ..
+                }
+                | Instr::Atomic {
+                    size, base, off, ..
+                } if checked && !statically_in_frame(base, off, size) => {
+                    n.checked_sizes[size.index()] = true;
+                }
+                Instr::CallLocal { .. } => n.local_calls = true,
+                Instr::CallHelper { .. } | Instr::CallReg { .. } => n.helper_calls = true,
+                _ => {}
+            }
+        }
+        n
     }
 
     /// The bytecode.

@@ -10,7 +10,7 @@
 use bpfvm_engine::backend::CompileOptions;
 use bpfvm_engine::instr::{AluOp, AtomicOp, Cond, Endian, Instr, MemSize, Operand, Width};
 use bpfvm_engine::isa::STACK_FRAME_SIZE;
-use bpfvm_engine::program::{Function, Program};
+use bpfvm_engine::program::{statically_in_frame, Function, Program};
 use bpfvm_engine::vmctx::*;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::types::{I16, I32, I64, I8};
@@ -70,15 +70,6 @@ pub(crate) struct Translator<'a, 'b> {
     traps: Vec<TrapSite>,
     /// Whether the current block already ends in a terminator.
     filled: bool,
-}
-
-fn size_index(n: MemSize) -> usize {
-    match n {
-        MemSize::B => 0,
-        MemSize::H => 1,
-        MemSize::W => 2,
-        MemSize::DW => 3,
-    }
 }
 
 fn flags() -> MemFlagsData {
@@ -146,27 +137,8 @@ impl<'a, 'b> Translator<'a, 'b> {
     /// Loads, in the entry block, the per-run values the function needs, so
     /// that they dominate every use.
     fn load_invariants(&mut self) {
-        let instrs = &self.program.instrs()[self.func.start..self.func.end];
-        let mut sizes = [false; 4];
-        let (mut calls, mut helpers) = (false, false);
-        for ins in instrs {
-            match *ins {
-                Instr::Load {
-                    size, base, off, ..
-                }
-                | Instr::Store {
-                    size, base, off, ..
-                }
-                | Instr::Atomic {
-                    size, base, off, ..
-                } if self.opts.checked && !statically_in_frame(base, off, size) => {
-                    sizes[size_index(size)] = true;
-                }
-                Instr::CallLocal { .. } => calls = true,
-                Instr::CallHelper { .. } | Instr::CallReg { .. } => helpers = true,
-                _ => {}
-            }
-        }
+        let needs = self.program.needs(&self.func, self.opts.checked);
+        let (sizes, calls, helpers) = (needs.checked_sizes, needs.local_calls, needs.helper_calls);
         let ctx = self.ctx;
         if sizes.iter().any(|&s| s) {
             let start = self.b.ins().load(I64, trusted(), ctx, OFFSET_MEM_START);
@@ -640,7 +612,7 @@ impl<'a, 'b> Translator<'a, 'b> {
         if !self.opts.checked || statically_in_frame(base, off, size) {
             return addr;
         }
-        let k = size_index(size);
+        let k = size.index();
         let (Some(start), Some(mem_bound), Some(stack_bound)) =
             (self.mem_start, self.mem_bound[k], self.stack_bound[k])
         else {
@@ -800,13 +772,6 @@ impl<'a, 'b> Translator<'a, 'b> {
             self.set(r, zero);
         }
     }
-}
-
-/// Whether an access through r10 stays in the current frame whatever the
-/// run: r10 is read-only, so `[r10 + off, r10 + off + size)` within
-/// `[r10 - 512, r10)` needs no check.
-fn statically_in_frame(base: u8, off: i16, size: MemSize) -> bool {
-    base == 10 && off as i64 >= -(STACK_FRAME_SIZE as i64) && off as i64 + size.bytes() as i64 <= 0
 }
 
 fn mask(ty: Type, v: i64) -> i64 {

@@ -1,6 +1,7 @@
 //! Memory accesses: the checked address computation and atomics.
 
 use super::*;
+use bpfvm_engine::program::statically_in_frame;
 
 impl<'ctx> FnTranslator<'_, 'ctx> {
     /// Computes `base + off` and, in checked mode, branches to a trap unless
@@ -24,7 +25,7 @@ impl<'ctx> FnTranslator<'_, 'ctx> {
         if !cg.opts.checked || statically_in_frame(base, off, size) {
             return Ok(addr);
         }
-        let k = size_index(size);
+        let k = size.index();
         let (Some(start), Some(mem_bound), Some(stack_bound)) =
             (self.mem_start, self.mem_bound[k], self.stack_bound[k])
         else {

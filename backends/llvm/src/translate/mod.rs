@@ -344,24 +344,6 @@ fn align(ins: Option<InstructionValue>, bytes: u32) -> R<()> {
     }
 }
 
-fn size_index(n: MemSize) -> usize {
-    match n {
-        MemSize::B => 0,
-        MemSize::H => 1,
-        MemSize::W => 2,
-        MemSize::DW => 3,
-    }
-}
-
-/// Whether an access through r10 stays in the current frame whatever the
-/// run: r10 is read-only, so `[r10 + off, r10 + off + size)` within
-/// `[r10 - 512, r10)` needs no check.
-fn statically_in_frame(base: u8, off: i16, size: MemSize) -> bool {
-    base == FRAME_POINTER
-        && off as i64 >= -(STACK_FRAME_SIZE as i64)
-        && off as i64 + size.bytes() as i64 <= 0
-}
-
 /// Translation state of one eBPF function.
 struct FnTranslator<'a, 'ctx> {
     cg: &'a Codegen<'ctx>,
@@ -457,27 +439,8 @@ impl<'a, 'ctx> FnTranslator<'a, 'ctx> {
     /// that they dominate every use.
     fn load_invariants(&mut self) -> R<()> {
         let cg = self.cg;
-        let instrs = &self.program.instrs()[self.func.start..self.func.end];
-        let mut sizes = [false; 4];
-        let (mut calls, mut helpers) = (false, false);
-        for ins in instrs {
-            match *ins {
-                Instr::Load {
-                    size, base, off, ..
-                }
-                | Instr::Store {
-                    size, base, off, ..
-                }
-                | Instr::Atomic {
-                    size, base, off, ..
-                } if cg.opts.checked && !statically_in_frame(base, off, size) => {
-                    sizes[size_index(size)] = true;
-                }
-                Instr::CallLocal { .. } => calls = true,
-                Instr::CallHelper { .. } | Instr::CallReg { .. } => helpers = true,
-                _ => {}
-            }
-        }
+        let needs = self.program.needs(&self.func, cg.opts.checked);
+        let (sizes, calls, helpers) = (needs.checked_sizes, needs.local_calls, needs.helper_calls);
         let b = &cg.builder;
         if sizes.iter().any(|&s| s) {
             let start = cg.load_field(self.ctx, OFFSET_MEM_START, cg.i64)?;
