@@ -430,3 +430,61 @@ pub fn geomean(values: impl IntoIterator<Item = f64>) -> Option<f64> {
     }
     (n > 0).then(|| (sum / n as f64).exp())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn geomean_of_ratios() {
+        let g = geomean([2.0, 8.0]).expect("two values");
+        assert!((g - 4.0).abs() < 1e-9);
+        assert_eq!(geomean(std::iter::empty()), None);
+        // Zero, negative and non-finite values are left out.
+        let g = geomean([0.0, -1.0, f64::NAN, 3.0]).expect("one value");
+        assert!((g - 3.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn timing_takes_at_least_five_samples() {
+        let mut n = 0u64;
+        let t = time_runs(
+            || {
+                n += 1;
+                Ok::<u64, ()>(std::hint::black_box(n))
+            },
+            Duration::ZERO,
+        )
+        .expect("never fails");
+        assert!(t.samples >= 5);
+        assert!(t.runs <= n && t.runs >= 5);
+        assert!(t.min_ns <= t.median_ns && t.median_ns <= t.max_ns);
+    }
+
+    #[test]
+    fn timing_stops_at_the_first_error() {
+        let mut n = 0;
+        let r = time_runs(
+            || {
+                n += 1;
+                if n > 3 {
+                    Err("trap")
+                } else {
+                    Ok(0)
+                }
+            },
+            Duration::from_millis(10),
+        );
+        assert_eq!(r, Err("trap"));
+    }
+
+    #[test]
+    fn executor_names_round_trip() {
+        for e in Executor::ALL {
+            assert_eq!(Executor::parse(e.name()), Some(e));
+        }
+        assert_eq!(Executor::parse("jit"), None);
+        assert!(Executor::Tier(Tier::Interp).is_available());
+        assert!(!Executor::Tier(Tier::Interp).has_unchecked_mode());
+    }
+}

@@ -9,7 +9,8 @@
 //! The candidates take turns in 10 rounds, so that the machine's load
 //! spreads over all of them alike. Output: a table per program, or with
 //! `--json` one JSON object per program and line; `--plot` writes an SVG
-//! of total time (compile + N runs) against the call count N.
+//! of the average time per call, (compile + N runs) / N, against the
+//! call count N.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -54,7 +55,8 @@ pub struct BenchArgs {
     /// Print JSON, one object per program and line.
     #[arg(long)]
     json: bool,
-    /// Write an SVG plot of the trade-off (total time against calls).
+    /// Write an SVG plot of the trade-off: average time per call,
+    /// (compile + N runs) / N, against the number of calls N.
     #[arg(long, value_name = "OUT.svg")]
     plot: Option<PathBuf>,
 }
@@ -76,6 +78,8 @@ struct Report {
     result: u64,
     native: Option<Timing>,
     tiers: Vec<TierResult>,
+    /// A benchmark program marked trivial (left out of geometric means).
+    trivial: bool,
 }
 
 impl Report {
@@ -326,6 +330,7 @@ fn measure(
         result: reference,
         native,
         tiers,
+        trivial: known.is_some_and(|k| k.trivial),
     })
 }
 
@@ -499,10 +504,17 @@ fn to_json(r: &Report) -> Value {
     })
 }
 
-/// Geometric means over the programs of several files.
-fn summary(reports: &[Report]) -> String {
+/// Geometric means over the programs of several files (but the trivial
+/// benchmark programs, whose run time is only call overhead).
+fn summary(all: &[Report]) -> String {
+    let reports: Vec<&Report> = all.iter().filter(|r| !r.trivial).collect();
+    let left_out: Vec<&str> = all
+        .iter()
+        .filter(|r| r.trivial)
+        .map(|r| r.program.as_str())
+        .collect();
     let mut names: Vec<&str> = Vec::new();
-    for r in reports {
+    for r in &reports {
         for t in &r.tiers {
             if !names.contains(&t.name) {
                 names.push(t.name);
@@ -541,13 +553,32 @@ fn summary(reports: &[Report]) -> String {
                 .set_alignment(CellAlignment::Right),
         ]);
     }
-    format!("\nall {} programs (geometric means):\n{t}\n", reports.len())
+    let mut out = format!(
+        "\n{} programs (geometric means{}):\n{t}\n",
+        reports.len(),
+        if left_out.is_empty() {
+            String::new()
+        } else {
+            format!("; left out as trivial: {}", left_out.join(", "))
+        }
+    );
+    let per_insn = geomean(reports.iter().filter_map(|r| {
+        let n = r.executed.filter(|&n| n > 0)?;
+        Some(r.tier("interp")?.run.median_ns / n as f64)
+    }));
+    if let Some(g) = per_insn {
+        let _ = writeln!(out, "interpreter: {g:.2} ns per executed instruction");
+    }
+    out
 }
 
 /// Total time of N calls on a tier: compile once, then N runs. The tiered
 /// runtime runs on tier 0 (Cranelift) for its first calls, then on tier 1
 /// (compiled in the background, so off the calls' path).
 fn total_ns(r: &Report, t: &TierResult, calls: f64) -> f64 {
+    if calls <= 0.0 {
+        return t.compile_ns;
+    }
     if t.name == "tiered" {
         if let Some(cl) = r.tier("cranelift") {
             let early = calls.min(TIERED_THRESHOLD as f64);
@@ -573,9 +604,11 @@ fn color(name: &str) -> &'static str {
     }
 }
 
-/// An SVG with one panel per program: total time (compile + N runs, log
-/// scale) against the number of calls N (log scale), one line per tier,
-/// and the native build (no compile) dashed.
+/// An SVG with one panel per program: the average time per call when a
+/// program is called N times, (compile + N runs) / N, against N (both log
+/// scales), one line per tier, and the native build (no compile) dashed.
+/// Where two lines cross, the tiers' total times are equal: the break-even
+/// call count.
 fn plot(reports: &[Report]) -> String {
     const W: f64 = 720.0;
     const PH: f64 = 300.0;
@@ -601,7 +634,8 @@ fn plot(reports: &[Report]) -> String {
             let pts = (0..=steps)
                 .map(|i| {
                     let lx = x0 + (x1 - x0) * i as f64 / steps as f64;
-                    (lx, total_ns(r, t, 10f64.powf(lx)))
+                    let n = 10f64.powf(lx);
+                    (lx, total_ns(r, t, n) / n)
                 })
                 .collect();
             series.push((t.name, pts));
@@ -610,7 +644,7 @@ fn plot(reports: &[Report]) -> String {
             let pts = (0..=steps)
                 .map(|i| {
                     let lx = x0 + (x1 - x0) * i as f64 / steps as f64;
-                    (lx, 10f64.powf(lx) * n.median_ns)
+                    (lx, n.median_ns)
                 })
                 .collect();
             series.push(("native", pts));
@@ -632,7 +666,7 @@ fn plot(reports: &[Report]) -> String {
         let sy = |y: f64| py0 - (y.max(1.0).log10() - ly0) / (ly1 - ly0) * (py0 - py1);
         let _ = writeln!(
             svg,
-            r#"<text x="{ML}" y="{}" font-size="13" font-weight="bold">{}: total time of N calls (compile + N runs)</text>"#,
+            r#"<text x="{ML}" y="{}" font-size="13" font-weight="bold">{}: average time per call over N calls, (compile + N runs) / N</text>"#,
             top + 22.0,
             xml(&r.program)
         );
@@ -663,7 +697,7 @@ fn plot(reports: &[Report]) -> String {
                 r##"<line x1="{px0}" y1="{y:.1}" x2="{px1}" y2="{y:.1}" stroke="#eee"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
                 px0 - 4.0,
                 y + 4.0,
-                fmt_ns(10f64.powi(d))
+                axis_ns(10f64.powi(d))
             );
         }
         for (j, (name, pts)) in series.iter().enumerate() {
@@ -697,6 +731,20 @@ fn plot(reports: &[Report]) -> String {
     }
     svg.push_str("</svg>\n");
     svg
+}
+
+/// A power of ten of nanoseconds as an axis label (`10 ns`, `1 ms`, `100 s`).
+fn axis_ns(ns: f64) -> String {
+    let (v, unit) = if ns < 1e3 {
+        (ns, "ns")
+    } else if ns < 1e6 {
+        (ns / 1e3, "µs")
+    } else if ns < 1e9 {
+        (ns / 1e6, "ms")
+    } else {
+        (ns / 1e9, "s")
+    };
+    format!("{v:.0} {unit}")
 }
 
 fn xml(s: &str) -> String {

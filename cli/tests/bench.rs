@@ -93,7 +93,7 @@ fn table_and_plot_for_several_programs() {
     }
     let plot = std::fs::read_to_string(&svg).expect("plot written");
     assert!(plot.starts_with("<svg") && plot.trim_end().ends_with("</svg>"));
-    assert_eq!(plot.matches("total time of N calls").count(), 2);
+    assert_eq!(plot.matches("average time per call").count(), 2);
     assert!(plot.contains("<polyline"));
 }
 
