@@ -60,7 +60,7 @@ impl Rng {
 }
 
 /// Boundary values operands are biased towards.
-const BOUNDARY: [u64; 16] = [
+pub const BOUNDARY: [u64; 16] = [
     0,
     1,
     u64::MAX,

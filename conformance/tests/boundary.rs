@@ -11,27 +11,16 @@ use bpfvm::engine::disasm::disassemble;
 use bpfvm::engine::isa::*;
 use bpfvm::tier::{backend, Tier};
 use bpfvm_conformance::differential::{difference, differential_helpers, Differ};
+use bpfvm_conformance::generate::BOUNDARY;
 
-const VALUES: [u64; 18] = [
-    0,
-    1,
-    2,
-    u64::MAX,
-    i64::MIN as u64,
-    i64::MAX as u64,
-    i32::MIN as u32 as u64,
-    i32::MAX as u64,
-    u32::MAX as u64,
-    1 << 31,
-    1 << 32,
-    31,
-    32,
-    63,
-    64,
-    0xffff_ffff_0000_0000,
-    0x8000_0000_0000_0001,
-    (-7i64) as u64,
-];
+/// The generator's boundary values plus a few more awkward ones.
+fn values() -> Vec<u64> {
+    BOUNDARY
+        .iter()
+        .copied()
+        .chain([2, 0x8000_0000_0000_0001, (-7i64) as u64])
+        .collect()
+}
 
 const IMMS: [i32; 14] = [
     0,
@@ -50,19 +39,20 @@ const IMMS: [i32; 14] = [
     -2,
 ];
 
-/// Input memory: every (a, b) pair of `VALUES` as two little-endian u64s,
+/// Input memory: every (a, b) pair of `values()` as two little-endian u64s,
 /// then one result slot per register-form pair and per (a, imm) pair.
 fn input() -> (Vec<u8>, usize, usize) {
+    let values = values();
     let mut mem = Vec::new();
-    for &a in &VALUES {
-        for &b in &VALUES {
+    for &a in &values {
+        for &b in &values {
             mem.extend(a.to_le_bytes());
             mem.extend(b.to_le_bytes());
         }
     }
-    let pairs = VALUES.len() * VALUES.len();
+    let pairs = values.len() * values.len();
     let results = mem.len();
-    mem.resize(results + 8 * (pairs + VALUES.len() * IMMS.len()), 0);
+    mem.resize(results + 8 * (pairs + values.len() * IMMS.len()), 0);
     (mem, pairs, results)
 }
 
@@ -90,15 +80,10 @@ fn program(op: impl Fn(&mut Vec<Insn>, Option<i32>)) -> (Vec<Insn>, Vec<u8>) {
     p.push(Insn::new(CLS_ALU64 | ALU_SUB | SRC_K, 6, 0, 0, 1));
     let back = head as i64 - p.len() as i64 - 1;
     p.push(Insn::new(CLS_JMP | JMP_JNE | SRC_K, 6, 0, back as i16, 0));
-    // Immediate forms: a = each distinct first operand (every VALUES.len()-th pair).
+    // Immediate forms: a = each distinct first operand (every `values().len()`-th pair).
     p.push(Insn::new(CLS_ALU64 | ALU_MOV | SRC_X, 7, 9, 0, 0));
-    p.push(Insn::new(
-        CLS_ALU64 | ALU_MOV | SRC_K,
-        6,
-        0,
-        0,
-        VALUES.len() as i32,
-    ));
+    let n = values().len();
+    p.push(Insn::new(CLS_ALU64 | ALU_MOV | SRC_K, 6, 0, 0, n as i32));
     let head = p.len();
     for (k, &imm) in IMMS.iter().enumerate() {
         p.push(Insn::new(CLS_LDX | MODE_MEM | SIZE_DW, 1, 7, 0, 0));
@@ -116,7 +101,7 @@ fn program(op: impl Fn(&mut Vec<Insn>, Option<i32>)) -> (Vec<Insn>, Vec<u8>) {
         7,
         0,
         0,
-        (16 * VALUES.len()) as i32,
+        (16 * n) as i32,
     ));
     p.push(Insn::new(
         CLS_ALU64 | ALU_ADD | SRC_K,
