@@ -13,19 +13,7 @@ use bpfvm::object::{LoadOptions, LoadedObject, ObjectError};
 use bpfvm::tier::Tier;
 
 fn map(name: &str, kind: MapKind, key: u32, value: u32, max: u32) -> MapDef {
-    MapDef {
-        name: name.into(),
-        kind,
-        key_size: key,
-        value_size: value,
-        max_entries: max,
-        flags: 0,
-        origin: MapOrigin::Btf,
-        section: ".maps".into(),
-        offset: 0,
-        data: None,
-        prog_slots: Vec::new(),
-    }
+    MapDef::host(name, kind, key, value, max)
 }
 
 fn program(name: &str, src: &str) -> ProgramSection {

@@ -200,6 +200,32 @@ pub struct MapDef {
     pub prog_slots: Vec<(u32, String)>,
 }
 
+impl MapDef {
+    /// A map defined by the host rather than read from an object: a BTF-style
+    /// definition with no flags, no initial data and no program slots.
+    pub fn host(
+        name: &str,
+        kind: MapKind,
+        key_size: u32,
+        value_size: u32,
+        max_entries: u32,
+    ) -> MapDef {
+        MapDef {
+            name: name.into(),
+            kind,
+            key_size,
+            value_size,
+            max_entries,
+            flags: 0,
+            origin: MapOrigin::Btf,
+            section: ".maps".into(),
+            offset: 0,
+            data: None,
+            prog_slots: Vec::new(),
+        }
+    }
+}
+
 /// A relocation applied to code.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RelocationInfo {

@@ -559,22 +559,9 @@ impl MapSet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bpfvm_engine::elf::MapOrigin;
 
     fn def(kind: MapKind, key: u32, value: u32, max: u32) -> MapDef {
-        MapDef {
-            name: "m".into(),
-            kind,
-            key_size: key,
-            value_size: value,
-            max_entries: max,
-            flags: 0,
-            origin: MapOrigin::Btf,
-            section: ".maps".into(),
-            offset: 0,
-            data: None,
-            prog_slots: Vec::new(),
-        }
+        MapDef::host("m", kind, key, value, max)
     }
 
     fn k(i: u32) -> [u8; 4] {
