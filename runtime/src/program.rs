@@ -44,7 +44,6 @@ struct ProgramInner {
     /// The code the program started on (where a mismatch demotes it to).
     initial: Arc<Compiled>,
     reference: OnceLock<Option<Arc<Compiled>>>,
-    calls: AtomicU64,
     tier_calls: [AtomicU64; 3],
     compile_ns: [AtomicU64; 3],
     tier0_insns: AtomicU64,
@@ -61,6 +60,13 @@ struct ProgramInner {
     settled: (Mutex<()>, Condvar),
     /// Stack frames a run may leave written (see `with_stack`).
     dirty_frames: usize,
+}
+
+impl ProgramInner {
+    /// Calls on every tier (derived: one counter per tier is all a call bumps).
+    fn total_calls(&self) -> u64 {
+        self.tier_calls.iter().map(|c| c.load(Relaxed)).sum()
+    }
 }
 
 /// A loaded program. Cheap to clone; `run` may be called from many threads.
@@ -170,7 +176,6 @@ impl Program {
             current: ArcSwap::new(initial.clone()),
             initial,
             reference: OnceLock::new(),
-            calls: AtomicU64::new(0),
             tier_calls: Default::default(),
             compile_ns: Default::default(),
             tier0_insns: AtomicU64::new(0),
@@ -204,7 +209,6 @@ impl Program {
     pub fn run_outcome(&self, mem: &mut [u8]) -> Result<Outcome, Trap> {
         let inner = &*self.0;
         let code = inner.current.load();
-        inner.calls.fetch_add(1, Relaxed);
         inner.tier_calls[idx(code.tier)].fetch_add(1, Relaxed);
         let check = code.checked && self.cross_check_this_call();
         let depth = inner.engine.0.config.call_depth;
@@ -331,7 +335,7 @@ impl Program {
             return;
         };
         let insns = inner.tier0_insns.fetch_add(consumed, Relaxed) + consumed;
-        let calls = inner.calls.load(Relaxed);
+        let calls = inner.total_calls();
         if calls < inner.next_attempt.load(Relaxed) && insns < instruction_threshold {
             return;
         }
@@ -527,7 +531,7 @@ fn compile_tier1(inner: &Arc<ProgramInner>) {
                     _ => 1,
                 };
                 let wait = threshold.saturating_mul(1 << failures.min(20));
-                let calls = inner.calls.load(Relaxed);
+                let calls = inner.total_calls();
                 inner
                     .next_attempt
                     .store(calls.saturating_add(wait), Relaxed);
