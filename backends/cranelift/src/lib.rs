@@ -1,29 +1,30 @@
 //! bpfvm tier 0: a Cranelift JIT.
 //!
 //! Each eBPF function becomes one Cranelift function
-//! `(ctx, r1, r2, r3, r4, r5, r10) -> r0` (see [`translate`]); a small entry
-//! function `(ctx, r1, r2) -> r0` calls the first one with r10 at the top of
-//! the stack. All of a program's functions live in one mapping, freed
-//! when the [`CraneliftCode`] is dropped.
+//! `(ctx, r1, r2, r3, r4, r5, r10) -> r0` (see [`translate`]); the program
+//! is entered by calling the first one with r10 at the top of the stack.
+//! All of a program's functions live in one mapping, freed when the
+//! [`CraneliftCode`] is dropped.
 
 mod code_memory;
 mod translate;
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use bpfvm_engine::backend::{
     validate_options, Backend, CompileError, CompileOptions, CompiledCode,
 };
+use bpfvm_engine::instr::Instr;
 use bpfvm_engine::program::Program;
 use bpfvm_engine::vmctx::VmCtx;
-use bpfvm_engine::vmctx::OFFSET_STACK_TOP;
 use code_memory::{CodeMemory, FunctionCode};
 use cranelift_codegen::control::ControlPlane;
 use cranelift_codegen::ir::types::I64;
 use cranelift_codegen::ir::{
-    AbiParam, ExtFuncData, ExternalName, Function, InstBuilder, MemFlagsData, Signature,
-    UserExternalName, UserExternalNameRef, UserFuncName,
+    AbiParam, ExtFuncData, ExternalName, Function, Signature, UserExternalName,
+    UserExternalNameRef, UserFuncName,
 };
 use cranelift_codegen::isa::{OwnedTargetIsa, TargetIsa};
 use cranelift_codegen::settings::{self, Configurable};
@@ -76,8 +77,10 @@ pub fn clif_text(program: &Program, opts: &CompileOptions) -> Result<ClifText, C
     Ok(text)
 }
 
-/// Entry signature of generated code: `(ctx, r1, r2) -> r0`.
-type Entry = unsafe extern "C" fn(*mut VmCtx, u64, u64) -> u64;
+/// Signature of every generated function, the first one (pc 0) included:
+/// `(ctx, r1, r2, r3, r4, r5, r10) -> r0`. The program is entered by
+/// calling its first function directly, with r10 at the top of the stack.
+type Entry = unsafe extern "C" fn(*mut VmCtx, u64, u64, u64, u64, u64, u64) -> u64;
 
 /// A compiled program. Dropping it unmaps its machine code.
 pub struct CraneliftCode {
@@ -104,9 +107,12 @@ impl CompiledCode for CraneliftCode {
     }
 
     unsafe fn call(&self, ctx: *mut VmCtx, r1: u64, r2: u64) -> u64 {
-        // SAFETY: the entry was generated for this ABI and the caller
-        // guarantees a prepared context.
-        unsafe { (self.entry)(ctx, r1, r2) }
+        // SAFETY: the caller guarantees a prepared context; the entry was
+        // generated for this ABI, with r10 in its last argument.
+        unsafe {
+            let r10 = (*ctx).stack_top;
+            (self.entry)(ctx, r1, r2, 0, 0, 0, r10)
+        }
     }
 }
 
@@ -162,42 +168,78 @@ fn signature(isa: &dyn TargetIsa, params: usize) -> Signature {
     sig
 }
 
-/// Index of the entry function among the compiled functions (eBPF
-/// functions are indexed by their start pc).
-const ENTRY_INDEX: u32 = u32::MAX;
+/// Cranelift's per-function scratch state, kept per thread so that each
+/// compile reuses the allocations of the last one.
+struct Scratch {
+    ctx: Context,
+    fctx: FunctionBuilderContext,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Option<Scratch>> = const { RefCell::new(None) };
+}
 
 fn build(
     program: &Program,
     opts: &CompileOptions,
+    text: Option<&mut ClifText>,
+) -> Result<(CodeMemory, Entry), CompileError> {
+    SCRATCH.with(|cell| {
+        // Compiles do not nest; should one ever, it gets fresh state.
+        let mut taken = cell.try_borrow_mut().ok().and_then(|mut s| s.take());
+        let scratch = taken.get_or_insert_with(|| Scratch {
+            ctx: Context::new(),
+            fctx: FunctionBuilderContext::new(),
+        });
+        let result = build_with(program, opts, text, scratch);
+        scratch.ctx.clear();
+        if let Ok(mut slot) = cell.try_borrow_mut() {
+            *slot = taken;
+        }
+        result
+    })
+}
+
+fn build_with(
+    program: &Program,
+    opts: &CompileOptions,
     mut text: Option<&mut ClifText>,
+    scratch: &mut Scratch,
 ) -> Result<(CodeMemory, Entry), CompileError> {
     let isa = isa(opts.opt_level > 0)?;
     let isa = isa.as_ref();
     // (signature, (ctx, data, r1..r5), (ctx, addr, size, write, frame_lo))
     let internal = signature(isa, 7);
-    let mut ctx = Context::new();
-    let mut fctx = FunctionBuilderContext::new();
-    let mut compiled = Vec::with_capacity(program.functions().len() + 1);
+    let Scratch { ctx, fctx } = scratch;
+    let mut compiled = Vec::with_capacity(program.functions().len());
     for f in program.functions() {
         ctx.func =
             Function::with_name_signature(UserFuncName::user(0, f.start as u32), internal.clone());
         let mut callees = Vec::new();
         {
-            let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
+            let mut b = FunctionBuilder::new(&mut ctx.func, fctx);
             let callee_sig = b.import_signature(internal.clone());
+            // Import only the functions this one calls.
             let mut refs = HashMap::new();
-            for g in program.functions() {
+            for pc in f.start..f.end {
+                let Instr::CallLocal { target } = program.instrs()[pc] else {
+                    continue;
+                };
+                let target = target as usize;
+                if refs.contains_key(&target) {
+                    continue;
+                }
                 let name = b
                     .func
-                    .declare_imported_user_function(UserExternalName::new(0, g.start as u32));
-                callees.push((name, g.start as u32));
+                    .declare_imported_user_function(UserExternalName::new(0, target as u32));
+                callees.push((name, target as u32));
                 let r = b.import_function(ExtFuncData {
                     name: ExternalName::User(name),
                     signature: callee_sig,
                     colocated: true,
                     patchable: false,
                 });
-                refs.insert(g.start, r);
+                refs.insert(target, r);
             }
             let helper_sig = b.import_signature(signature(isa, 7));
             let check_sig = b.import_signature(signature(isa, 5));
@@ -212,53 +254,23 @@ fn build(
         }
         compiled.push(compile_function(
             isa,
-            &mut ctx,
+            ctx,
             f.start as u32,
             callees,
             text.as_deref_mut(),
         )?);
     }
 
-    // The entry: (ctx, r1, r2) -> r0, r10 = ctx.stack_top.
-    ctx.func = Function::with_name_signature(UserFuncName::user(1, 0), signature(isa, 3));
-    let mut callees = Vec::new();
-    {
-        let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
-        let callee_sig = b.import_signature(internal.clone());
-        let name = b
-            .func
-            .declare_imported_user_function(UserExternalName::new(0, 0));
-        callees.push((name, 0));
-        let main = b.import_function(ExtFuncData {
-            name: ExternalName::User(name),
-            signature: callee_sig,
-            colocated: true,
-            patchable: false,
-        });
-        let block = b.create_block();
-        b.append_block_params_for_function_params(block);
-        b.switch_to_block(block);
-        b.seal_block(block);
-        let p = b.block_params(block).to_vec();
-        let top = b
-            .ins()
-            .load(I64, MemFlagsData::trusted(), p[0], OFFSET_STACK_TOP);
-        let zero = b.ins().iconst(I64, 0);
-        let call = b
-            .ins()
-            .call(main, &[p[0], p[1], p[2], zero, zero, zero, top]);
-        let r0 = b.inst_results(call)[0];
-        b.ins().return_(&[r0]);
-        b.finalize(isa.frontend_config());
-    }
-    compiled.push(compile_function(isa, &mut ctx, ENTRY_INDEX, callees, text)?);
-
     let align = isa.function_alignment().preferred as usize;
     let (memory, addrs) = CodeMemory::place(&compiled, align).map_err(fail)?;
-    let entry_addr = addrs[compiled.len() - 1];
-    // SAFETY: the entry was generated with exactly the `Entry` signature in
-    // the platform's default calling convention (the C one), and
-    // `memory` is now executable.
+    let entry_addr = compiled
+        .iter()
+        .position(|c| c.index == 0)
+        .map(|k| addrs[k])
+        .ok_or_else(|| fail("the program has no function at pc 0"))?;
+    // SAFETY: the function at pc 0 was generated with exactly the `Entry`
+    // signature in the platform's default calling convention (the C one),
+    // and `memory` is now executable.
     let entry = unsafe { std::mem::transmute::<usize, Entry>(entry_addr) };
     Ok((memory, entry))
 }
