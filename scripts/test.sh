@@ -13,3 +13,4 @@ cd "$(dirname "$0")/.."
 . scripts/env.sh
 
 cargo test --workspace "$@"
+./scripts/check-no-llvm.sh

@@ -174,7 +174,9 @@ fn executors(names: &[String]) -> Result<Vec<Executor>> {
                 e.name()
             };
             return Err(
-                bpfvm_cli::CliError::Usage(format!("{what} support not compiled in")).into(),
+                bpfvm_cli::CliError::Usage(format!(
+                    "{what} support not compiled in (build bpfvm with the cargo feature `llvm`)"
+                )).into(),
             );
         }
         if !out.contains(&e) {

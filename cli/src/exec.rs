@@ -211,7 +211,9 @@ mod tests {
             };
             let e = go("exit", &config, &mut []).unwrap_err();
             assert_eq!(e.exit_code(), crate::error::EXIT_USAGE);
-            assert_eq!(e.to_string(), format!("{tier} support not compiled in"));
+            assert!(e
+                .to_string()
+                .starts_with(&format!("{tier} support not compiled in")));
         }
     }
 

@@ -82,8 +82,16 @@ impl FromStr for Tier {
 pub enum TierError {
     #[error("unknown tier `{name}` (valid tiers: {valid})")]
     Unknown { name: String, valid: String },
-    #[error("{0} support not compiled in")]
+    #[error("{0} support not compiled in (build bpfvm with the cargo feature `{feature}`)", feature = feature_of(.0))]
     NotCompiledIn(&'static str),
+}
+
+/// The cargo feature that brings in a tier.
+fn feature_of(tier: &str) -> &'static str {
+    match tier {
+        "cranelift" => "cranelift",
+        _ => "llvm",
+    }
 }
 
 /// The backend of `tier`, or [`TierError::NotCompiledIn`] when this build
@@ -136,7 +144,10 @@ mod tests {
     fn missing_tiers_are_errors_not_panics() {
         #[cfg(not(feature = "llvm"))]
         match backend(Tier::Llvm) {
-            Err(e) => assert_eq!(e.to_string(), "llvm support not compiled in"),
+            Err(e) => assert_eq!(
+                e.to_string(),
+                "llvm support not compiled in (build bpfvm with the cargo feature `llvm`)"
+            ),
             Ok(_) => panic!("llvm is not compiled in, yet its backend exists"),
         }
         #[cfg(feature = "llvm")]
