@@ -173,11 +173,10 @@ fn executors(names: &[String]) -> Result<Vec<Executor>> {
             } else {
                 e.name()
             };
-            return Err(
-                bpfvm_cli::CliError::Usage(format!(
-                    "{what} support not compiled in (build bpfvm with the cargo feature `llvm`)"
-                )).into(),
-            );
+            return Err(bpfvm_cli::CliError::Usage(format!(
+                "{what} support not compiled in (build bpfvm with the cargo feature `llvm`)"
+            ))
+            .into());
         }
         if !out.contains(&e) {
             out.push(e);

@@ -97,6 +97,42 @@ impl std::fmt::Display for TierChoice {
     }
 }
 
+/// The `stats` object of `bpfvm run --json`.
+pub fn stats_json(stats: &bpfvm::Stats) -> serde_json::Value {
+    serde_json::json!({
+        "calls": { "interp": stats.calls.interp, "cranelift": stats.calls.cranelift, "llvm": stats.calls.llvm },
+        "cross_checks": stats.cross_checks,
+        "mismatches": stats.mismatches,
+        "compile_ns": { "interp": stats.compile_ns.interp, "cranelift": stats.compile_ns.cranelift, "llvm": stats.compile_ns.llvm },
+        "tier0_instructions": stats.tier0_instructions,
+        "compile_failures": stats.compile_failures,
+        "last_error": stats.last_error,
+    })
+}
+
+/// The tiered policy of `--tier auto`: promotion after `threshold` calls,
+/// compiled on the calling thread so that a run is reproducible.
+pub fn tiered_config(config: &mut bpfvm::Config, threshold: u64, cross_check: bool) {
+    config
+        .tier_policy(bpfvm::TierPolicy::Tiered {
+            call_threshold: threshold.max(1),
+            instruction_threshold: u64::MAX,
+        })
+        .synchronous_tier_up(true);
+    if cross_check {
+        config.cross_check(Some(bpfvm::CrossCheck::default()));
+    }
+}
+
+/// A runtime load error as the command line reports it.
+pub fn load_error(e: bpfvm::LoadError) -> CliError {
+    match e {
+        bpfvm::LoadError::Verify(v) => CliError::Verify(v),
+        bpfvm::LoadError::Compile(c) => CliError::Compile(c),
+        bpfvm::LoadError::Tier(t) => CliError::Tier(t),
+    }
+}
+
 /// How `bpfvm run` loads and runs a program through the runtime's `Engine`.
 #[derive(Clone, Debug)]
 pub struct EngineRun {
@@ -138,24 +174,10 @@ pub fn run_engine(
             tier::backend(t)?;
             config.tier_policy(bpfvm::TierPolicy::Fixed(t));
         }
-        TierChoice::Auto => {
-            config
-                .tier_policy(bpfvm::TierPolicy::Tiered {
-                    call_threshold: run.threshold.max(1),
-                    instruction_threshold: u64::MAX,
-                })
-                .synchronous_tier_up(true);
-            if run.cross_check {
-                config.cross_check(Some(bpfvm::CrossCheck::default()));
-            }
-        }
+        TierChoice::Auto => tiered_config(&mut config, run.threshold, run.cross_check),
     }
     let engine = bpfvm::Engine::new(&config);
-    let program = engine.load_insns(insns).map_err(|e| match e {
-        bpfvm::LoadError::Verify(v) => CliError::Verify(v),
-        bpfvm::LoadError::Compile(c) => CliError::Compile(c),
-        bpfvm::LoadError::Tier(t) => CliError::Tier(t),
-    })?;
+    let program = engine.load_insns(insns).map_err(load_error)?;
     let input = mem.to_vec();
     let mut result = program.run_outcome(mem);
     for _ in 1..run.repeat.max(1) {

@@ -392,13 +392,6 @@ fn run_aot(args: &RunArgs, bytes: &[u8], mut mem: Vec<u8>) -> Result<u8> {
 
 /// `bpfvm run` on a BPF ELF object: maps, global data and standard helpers.
 fn run_object(args: &RunArgs, bytes: &[u8]) -> Result<u8> {
-    let TierChoice::Fixed(tier) = args.tier else {
-        return Err(CliError::Usage(
-            "--tier auto is not supported for ELF objects yet: choose interp, cranelift or llvm"
-                .into(),
-        )
-        .into());
-    };
     let mem = match (&args.mem, &args.mem_hex) {
         (Some(path), _) => read_input(path)?,
         (None, Some(text)) => {
@@ -407,7 +400,9 @@ fn run_object(args: &RunArgs, bytes: &[u8]) -> Result<u8> {
         (None, None) => Vec::new(),
     };
     let cfg = bpfvm_cli::object::ObjectRun {
-        tier,
+        tier: args.tier,
+        threshold: args.threshold,
+        cross_check: !args.no_cross_check,
         checked: !args.unchecked,
         budget: args.budget,
         call_depth: args
@@ -471,15 +466,7 @@ fn run(args: RunArgs) -> Result<u8> {
     };
     let out = exec::run_engine(loaded.insns, &run, &mut mem)?;
     let stats = &out.stats;
-    let stats_json = json!({
-        "calls": { "interp": stats.calls.interp, "cranelift": stats.calls.cranelift, "llvm": stats.calls.llvm },
-        "cross_checks": stats.cross_checks,
-        "mismatches": stats.mismatches,
-        "compile_ns": { "interp": stats.compile_ns.interp, "cranelift": stats.compile_ns.cranelift, "llvm": stats.compile_ns.llvm },
-        "tier0_instructions": stats.tier0_instructions,
-        "compile_failures": stats.compile_failures,
-        "last_error": stats.last_error,
-    });
+    let stats_json = exec::stats_json(stats);
     let tier = stats.tier.name();
     match out.result {
         Ok(Outcome { r0, budget_left }) => {

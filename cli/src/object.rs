@@ -19,13 +19,21 @@ use bpfvm::tier::Tier;
 use serde_json::{json, Value};
 
 use crate::error::{CliError, EXIT_OK, EXIT_TRAPPED};
+use crate::exec::{self, TierChoice};
 use crate::hex;
 use crate::input;
 
 /// How `bpfvm run` runs a program of an object.
 #[derive(Clone, Debug)]
 pub struct ObjectRun {
-    pub tier: Tier,
+    /// One tier, or `auto`: the runtime's tiered engine with the object's
+    /// maps and helpers.
+    pub tier: TierChoice,
+    /// With `auto`: calls after which the program moves to tier 1.
+    pub threshold: u64,
+    /// With `auto`: cross-check promoted code when the engine can (see
+    /// `Engine::cross_checks_possible`).
+    pub cross_check: bool,
     pub checked: bool,
     pub budget: Option<u64>,
     pub call_depth: usize,
@@ -177,21 +185,17 @@ pub fn run(
         call_depth: cfg.call_depth,
         ..CompileOptions::default()
     };
-    let prepared = obj.prepare(&name, cfg.tier, &copts)?;
-    let mut last = mem.to_vec();
-    let mut result = Ok(bpfvm::engine::backend::Outcome {
-        r0: 0,
-        budget_left: None,
-    });
-    for _ in 0..cfg.repeat.max(1) {
-        last = mem.to_vec();
-        result = prepared.run(&mut last);
-        if result.is_err() {
-            break;
-        }
-    }
+    let runs = match cfg.tier {
+        TierChoice::Fixed(tier) => run_fixed(&obj, &name, tier, &copts, mem, cfg.repeat)?,
+        TierChoice::Auto => run_tiered(&obj, &name, &copts, mem, cfg)?,
+    };
+    let Runs {
+        result,
+        last,
+        tier,
+        stats,
+    } = runs;
     let trace = trace.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let tier = cfg.tier.name();
     let mut stderr: Vec<String> = if cfg.json {
         Vec::new()
     } else {
@@ -225,6 +229,26 @@ pub fn run(
             )
         }
     };
+    if let Some(stats) = &stats {
+        v["stats"] = exec::stats_json(stats);
+        if cfg.cross_check && stats.cross_checks == 0 && !obj.regions().is_empty() {
+            let why = "cross-checks are off: the object's maps and global data are writable memory that a reference run would write a second time";
+            v["cross_check"] = json!(why);
+            if !cfg.json {
+                stderr.push(format!("note: {why}"));
+            }
+        }
+        if !cfg.json && exit == EXIT_OK {
+            text.push_str(&format!(
+                "tier {tier}; calls: interp {}, cranelift {}, llvm {}; cross-checks {}, mismatches {}\n",
+                stats.calls.interp,
+                stats.calls.cranelift,
+                stats.calls.llvm,
+                stats.cross_checks,
+                stats.mismatches
+            ));
+        }
+    }
     if cfg.json {
         v["trace"] = json!(trace);
         if cfg.dump_maps {
@@ -250,6 +274,89 @@ pub fn run(
         exit,
         stdout: text,
         stderr,
+    })
+}
+
+/// What the runs of `bpfvm run` on an object left: the last result, the
+/// last input memory, the tier it ran on, and the engine's statistics
+/// (tiered runs only).
+struct Runs {
+    result: Result<bpfvm::engine::backend::Outcome, bpfvm::engine::Trap>,
+    last: Vec<u8>,
+    tier: &'static str,
+    stats: Option<bpfvm::Stats>,
+}
+
+/// Runs on one tier, `repeat` times (stopping at a trap); maps keep their
+/// state between runs, the input memory does not.
+fn run_fixed(
+    obj: &LoadedObject,
+    name: &str,
+    tier: Tier,
+    copts: &CompileOptions,
+    mem: &[u8],
+    repeat: u64,
+) -> Result<Runs, CliError> {
+    let prepared = obj.prepare(name, tier, copts)?;
+    let mut last = mem.to_vec();
+    let mut result = prepared.run(&mut last);
+    for _ in 1..repeat.max(1) {
+        if result.is_err() {
+            break;
+        }
+        last = mem.to_vec();
+        result = prepared.run(&mut last);
+    }
+    Ok(Runs {
+        result,
+        last,
+        tier: tier.name(),
+        stats: None,
+    })
+}
+
+/// Runs on the runtime's tiered engine: tier 0 first, promoted to tier 1
+/// after `cfg.threshold` calls; tail calls and `bpf_loop` callbacks run on
+/// tier 0.
+fn run_tiered(
+    obj: &LoadedObject,
+    name: &str,
+    copts: &CompileOptions,
+    mem: &[u8],
+    cfg: &ObjectRun,
+) -> Result<Runs, CliError> {
+    let mut config = bpfvm::Config::new();
+    config
+        .memory_checks(cfg.checked)
+        .instruction_budget(cfg.budget)
+        .call_depth(cfg.call_depth);
+    exec::tiered_config(&mut config, cfg.threshold, cfg.cross_check);
+    let tier0 = if Tier::Cranelift.is_available() {
+        Tier::Cranelift
+    } else {
+        Tier::Interp
+    };
+    obj.configure(&mut config, tier0, copts)?;
+    let engine = bpfvm::Engine::new(&config);
+    let resolver = obj.lddw_resolver(name)?;
+    let program = engine
+        .load_with(obj.program_insns(name)?, Some(&resolver))
+        .map_err(exec::load_error)?;
+    let mut last = mem.to_vec();
+    let mut result = program.run_outcome(&mut last);
+    for _ in 1..cfg.repeat.max(1) {
+        if result.is_err() {
+            break;
+        }
+        last = mem.to_vec();
+        result = program.run_outcome(&mut last);
+    }
+    let stats = program.stats();
+    Ok(Runs {
+        result,
+        last,
+        tier: stats.tier.name(),
+        stats: Some(stats),
     })
 }
 

@@ -162,6 +162,80 @@ fn packet_counter_counts_calls_after_repeat() {
     );
 }
 
+/// `--tier auto` on an object: the tiered engine with the object's maps,
+/// promoted to LLVM at the threshold, every call counted in the maps.
+#[test]
+fn tier_auto_runs_objects_and_promotes() {
+    let mut packet = vec![0u8; 64];
+    packet[12..14].copy_from_slice(&[0x08, 0x00]);
+    let mem = scratch("ipv4-auto.bin", &packet);
+    let v = json(&bpfvm(&[
+        "run",
+        &fixture("xdp_counter"),
+        "--mem",
+        mem.to_str().unwrap(),
+        "--tier",
+        "auto",
+        "--threshold",
+        "40",
+        "--repeat",
+        "100",
+        "--dump-maps",
+        "--json",
+    ]));
+    assert_eq!(v["result"], 2, "XDP_PASS: {v}");
+    // 100 calls: 0x64, 6400 bytes: 0x1900.
+    assert_eq!(v["maps"]["pkt_count"][0][1], "6400000000000000", "{v}");
+    assert_eq!(v["maps"]["byte_count"][0][1], "0019000000000000", "{v}");
+    assert_eq!(v["maps"][".bss"][0][1], "6400000000000000", "{v}");
+    let calls = &v["stats"]["calls"];
+    let tier1 = bpfvm::tier::Tier::Llvm.is_available();
+    if tier1 {
+        assert_eq!(v["tier"], "llvm", "{v}");
+        assert_eq!(calls["cranelift"], 40, "{v}");
+        assert_eq!(calls["llvm"], 60, "{v}");
+    } else {
+        assert_eq!(v["tier"], "cranelift", "{v}");
+        assert_eq!(calls["cranelift"], 100, "{v}");
+    }
+    // Map values are writable: no cross-check, and the output says why.
+    assert_eq!(v["stats"]["cross_checks"], 0, "{v}");
+    assert!(
+        v["cross_check"].as_str().unwrap_or("").contains("writable"),
+        "{v}"
+    );
+
+    // A program without maps is cross-checked after promotion.
+    let plain = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/programs/fnv1a.bpf.o");
+    let v = json(&bpfvm(&[
+        "run",
+        plain.to_str().unwrap(),
+        "--mem",
+        mem.to_str().unwrap(),
+        "--tier",
+        "auto",
+        "--threshold",
+        "10",
+        "--repeat",
+        "30",
+        "--json",
+    ]));
+    if tier1 {
+        assert_eq!(v["tier"], "llvm", "{v}");
+        assert_eq!(v["stats"]["cross_checks"], 20, "{v}");
+        assert_eq!(v["stats"]["mismatches"], 0, "{v}");
+    }
+    assert!(v.get("cross_check").is_none(), "{v}");
+    let fixed = json(&bpfvm(&[
+        "run",
+        plain.to_str().unwrap(),
+        "--mem",
+        mem.to_str().unwrap(),
+        "--json",
+    ]));
+    assert_eq!(v["result"], fixed["result"], "{v}");
+}
+
 #[test]
 fn map_init_preloads_maps() {
     let init = scratch(

@@ -80,6 +80,8 @@ pub struct Config {
     pub(crate) synchronous_tier_up: bool,
     pub(crate) helpers: Helpers,
     pub(crate) regions: Vec<Region>,
+    /// What owns the memory of `regions` added safely (an object's maps).
+    pub(crate) region_owners: Vec<Arc<dyn std::any::Any + Send + Sync>>,
     pub(crate) tier1_backend: Option<Arc<dyn Backend>>,
     pub(crate) max_compile_failures: u32,
 }
@@ -98,6 +100,7 @@ impl Default for Config {
             synchronous_tier_up: false,
             helpers: Helpers::new(),
             regions: Vec::new(),
+            region_owners: Vec::new(),
             tier1_backend: None,
             max_compile_failures: 3,
         }
@@ -132,7 +135,9 @@ impl Config {
         self
     }
 
-    /// Cross-check promoted code (`None` turns it off, the default).
+    /// Cross-check promoted code (`None` turns it off, the default). Engines
+    /// with writable regions never cross-check
+    /// ([`crate::Engine::cross_checks_possible`]).
     pub fn cross_check(&mut self, check: Option<CrossCheck>) -> &mut Self {
         self.cross_check = check;
         self

@@ -458,6 +458,26 @@ impl LoadedObject {
         })
     }
 
+    /// Adds what a tiered [`crate::Engine`] needs to run this object's
+    /// programs: the helpers of [`LoadedObject::helpers_for`] `tier` with
+    /// `opts` (tail calls and `bpf_loop` callbacks run there), and the
+    /// regions of [`LoadedObject::regions`], whose memory the configuration
+    /// keeps alive. Then load a program with
+    /// `engine.load_with(obj.program_insns(name)?, Some(&obj.lddw_resolver(name)?))`.
+    /// Map values are writable regions, so such an engine does not
+    /// cross-check ([`crate::Engine::cross_checks_possible`]).
+    pub fn configure(
+        &self,
+        config: &mut crate::Config,
+        tier: Tier,
+        opts: &CompileOptions,
+    ) -> Result<(), ObjectError> {
+        config.helpers(&self.helpers_for(tier, opts)?);
+        config.regions.extend(self.regions());
+        config.region_owners.push(self.shared.clone());
+        Ok(())
+    }
+
     /// Every map's name and contents ([`Map::entries`]), in map order.
     pub fn dump_maps(&self) -> Vec<(String, MapEntries)> {
         self.shared

@@ -38,6 +38,9 @@ pub(crate) struct EngineInner {
     pub helpers: Helpers,
     pub table: HelperTable,
     pub regions: Vec<Region>,
+    /// Some region is writable: calls are then never cross-checked (see
+    /// [`Engine::cross_checks_possible`]).
+    pub writable_regions: bool,
     jobs: Mutex<Option<Sender<Job>>>,
     workers: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
@@ -82,10 +85,17 @@ pub struct Engine(pub(crate) Arc<EngineInner>);
 impl Engine {
     pub fn new(config: &Config) -> Engine {
         let helpers = recording_helpers(&config.helpers);
+        let writable_regions = config.regions.iter().any(|r| r.writable != 0);
+        if writable_regions && config.cross_check.is_some() {
+            tracing::warn!(
+                "cross-checking is off: the engine has writable host regions (map values, global data), which a reference run would write a second time"
+            );
+        }
         Engine(Arc::new(EngineInner {
             table: helpers.table(),
             helpers,
             regions: config.regions.clone(),
+            writable_regions,
             config: config.clone(),
             jobs: Mutex::new(None),
             workers: Mutex::new(Vec::new()),
@@ -94,6 +104,17 @@ impl Engine {
 
     pub fn config(&self) -> &Config {
         &self.0.config
+    }
+
+    /// Whether promoted code can be cross-checked: only when cross-checks
+    /// are configured and no host region is writable. A reference run
+    /// replays the helper results of the first run, but writes the program
+    /// makes through pointers into writable regions (map values, global
+    /// data) would happen a second time, and undoing them is not safe
+    /// while other threads use the same memory; such engines run without
+    /// cross-checks (and say so in a warning when they are created).
+    pub fn cross_checks_possible(&self) -> bool {
+        self.0.config.cross_check.is_some() && !self.0.writable_regions
     }
 
     /// Loads raw bytecode.
