@@ -175,6 +175,12 @@ impl Subject {
         };
         let opts = CompileOptions {
             checked: checked || tier == Tier::Interp,
+            // Tiers that inline array-map lookups do, as in the runtime.
+            array_maps: self
+                .object
+                .as_ref()
+                .map(|o| o.inlinable_array_maps())
+                .unwrap_or_default(),
             ..CompileOptions::default()
         };
         self.compile_with(tier, &opts)
@@ -215,17 +221,13 @@ impl Subject {
         config
             .tier_policy(TierPolicy::tiered())
             .memory_checks(checked);
-        let (helpers, regions) = match &self.object {
-            Some(o) => (o.helpers(), o.regions()),
-            None => (bpfvm::standard_test_helpers(), Vec::new()),
-        };
-        config.helpers(&helpers);
-        for r in &regions {
-            // SAFETY: the regions are the object's map slabs, which live as
-            // long as `self.object`, and the runner keeps the object alive
-            // through `self` (the runner must not outlive the subject, which
-            // `Subject::compile`'s callers respect by keeping both).
-            unsafe { config.region(r.start as *const u8, r.len as usize, r.writable != 0) };
+        match &self.object {
+            // The object's helpers (tail calls on tier 0), its maps as
+            // regions kept alive by the engine, and inlinable array maps.
+            Some(o) => o.configure(&mut config, Tier::Cranelift, &CompileOptions::default())?,
+            None => {
+                config.helpers(&bpfvm::standard_test_helpers());
+            }
         }
         let engine = Engine::new(&config);
         let start = Instant::now();

@@ -217,6 +217,7 @@ impl Settings {
             budget: self.instruction_budget,
             call_depth: self.call_depth,
             opt_level: self.llvm_opt_level,
+            ..CompileOptions::default()
         }
     }
 }

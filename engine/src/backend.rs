@@ -26,6 +26,24 @@ pub struct CompileOptions {
     pub call_depth: usize,
     /// Optimisation level for tiers that have one (0 to 3).
     pub opt_level: u8,
+    /// Array maps whose lookups a tier may inline: a `call 1` whose r1 is
+    /// known at compile time to hold one of these handles (an `lddw` of the
+    /// map earlier in the same basic block) may compute the value address
+    /// itself instead of calling the helper. Whoever compiles sets this only
+    /// when helper 1 is the runtime's `map_lookup_elem` over these maps.
+    pub array_maps: Vec<ArrayMapLayout>,
+}
+
+/// Where an array map keeps its values: `value i` (for `i < max_entries`)
+/// is at `values + i * stride`; the key is a 4-byte little-endian index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ArrayMapLayout {
+    /// The value `lddw` of the map loads (what helpers take as the map).
+    pub handle: u64,
+    /// Address of value 0.
+    pub values: u64,
+    pub stride: u64,
+    pub max_entries: u32,
 }
 
 impl Default for CompileOptions {
@@ -35,6 +53,7 @@ impl Default for CompileOptions {
             budget: None,
             call_depth: DEFAULT_CALL_DEPTH,
             opt_level: 3,
+            array_maps: Vec::new(),
         }
     }
 }

@@ -3,8 +3,11 @@
 
 use std::sync::Arc;
 
+use bpfvm_engine::backend::ArrayMapLayout;
 use bpfvm_engine::backend::{Backend, DEFAULT_CALL_DEPTH};
 use bpfvm_engine::helpers::{HelperError, Helpers};
+
+use crate::helpers::MAP_LOOKUP_ELEM;
 use bpfvm_engine::vmctx::{Region, VmCtx};
 
 use crate::tier::Tier;
@@ -82,6 +85,9 @@ pub struct Config {
     pub(crate) regions: Vec<Region>,
     /// What owns the memory of `regions` added safely (an object's maps).
     pub(crate) region_owners: Vec<Arc<dyn std::any::Any + Send + Sync>>,
+    /// Array maps whose lookups tier 1 may inline (set by
+    /// `LoadedObject::configure`; cleared when helper 1 is replaced).
+    pub(crate) array_maps: Vec<ArrayMapLayout>,
     pub(crate) tier1_backend: Option<Arc<dyn Backend>>,
     pub(crate) max_compile_failures: u32,
 }
@@ -101,6 +107,7 @@ impl Default for Config {
             helpers: Helpers::new(),
             regions: Vec::new(),
             region_owners: Vec::new(),
+            array_maps: Vec::new(),
             tier1_backend: None,
             max_compile_failures: 3,
         }
@@ -193,12 +200,20 @@ impl Config {
     where
         F: Fn(&mut VmCtx, [u64; 5]) -> Result<u64, HelperError> + Send + Sync + 'static,
     {
+        if id == MAP_LOOKUP_ELEM {
+            // Inlined lookups would bypass the new helper.
+            self.array_maps.clear();
+        }
         self.helpers.register(id, name, f);
         self
     }
 
     /// Adds every helper of `helpers`.
     pub fn helpers(&mut self, helpers: &Helpers) -> &mut Self {
+        if helpers.contains(MAP_LOOKUP_ELEM) {
+            // Inlined lookups would bypass the new helper.
+            self.array_maps.clear();
+        }
         self.helpers.extend(helpers);
         self
     }

@@ -40,7 +40,9 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
-use bpfvm_engine::backend::{self, CompileError, CompileOptions, CompiledCode, Outcome, RunEnv};
+use bpfvm_engine::backend::{
+    self, ArrayMapLayout, CompileError, CompileOptions, CompiledCode, Outcome, RunEnv,
+};
 use bpfvm_engine::elf::{self, ElfError, Object, ProgramSection};
 use bpfvm_engine::helpers::{HelperError, HelperTable, Helpers};
 use bpfvm_engine::instr::LddwPseudo;
@@ -449,8 +451,12 @@ impl LoadedObject {
         opts: &CompileOptions,
     ) -> Result<PreparedProgram, ObjectError> {
         let program = Arc::new(self.verify_program(name)?);
-        let code = tier::backend(tier)?.compile(&program, opts)?;
-        let table = self.helpers_for(tier, opts)?.table();
+        let opts = CompileOptions {
+            array_maps: self.inlinable_array_maps(),
+            ..opts.clone()
+        };
+        let code = tier::backend(tier)?.compile(&program, &opts)?;
+        let table = self.helpers_for(tier, &opts)?.table();
         Ok(PreparedProgram {
             code,
             table,
@@ -475,7 +481,23 @@ impl LoadedObject {
         config.helpers(&self.helpers_for(tier, opts)?);
         config.regions.extend(self.regions());
         config.region_owners.push(self.shared.clone());
+        config.array_maps = self.inlinable_array_maps();
         Ok(())
+    }
+
+    /// The array maps whose lookups a tier may inline: every array map
+    /// with 4-byte keys, unless the host replaced helper 1
+    /// (`map_lookup_elem`). Per-CPU arrays, hash maps and the rest always
+    /// go through the helper.
+    pub fn inlinable_array_maps(&self) -> Vec<ArrayMapLayout> {
+        if self.custom.contains(helpers::MAP_LOOKUP_ELEM) {
+            return Vec::new();
+        }
+        self.shared
+            .maps
+            .iter()
+            .filter_map(|m| m.array_layout())
+            .collect()
     }
 
     /// Every map's name and contents ([`Map::entries`]), in map order.

@@ -194,6 +194,7 @@ impl Engine {
                 Tier::Cranelift => c.cranelift_opt_level,
                 Tier::Interp => 0,
             },
+            array_maps: c.array_maps.clone(),
         }
     }
 

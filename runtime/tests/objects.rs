@@ -295,3 +295,98 @@ fn fixture_runs_through_the_engine_api() {
     let calls = &obj.map(".bss").unwrap().entries()[0].1;
     assert_eq!(calls[0], 2, "one call per tier, in the object's own map");
 }
+
+/// Tier 1 inlines `map_lookup_elem` on array maps whose handle an `lddw`
+/// in the same block puts in r1: the generated code gives what the helper
+/// gives for keys in range, out of range, in the input memory (the helper
+/// path) and at a bad address (the helper's trap), on every tier.
+#[test]
+fn inlined_array_map_lookups_agree_with_the_helper() {
+    let obj = LoadedObject::load(&fixture("xdp_counter")).unwrap();
+    let map = obj
+        .map("pkt_count")
+        .expect("the fixture's array map")
+        .clone();
+    assert!(
+        obj.inlinable_array_maps()
+            .iter()
+            .any(|m| m.handle == map.handle()),
+        "pkt_count is inlinable"
+    );
+    for k in 0u32..4 {
+        map.update(&k.to_le_bytes(), &(100 + k as u64).to_le_bytes(), 0)
+            .unwrap();
+    }
+    let handle = map.handle();
+    // r6 = input; key at [r10-4] (inline) or at [r6] (helper path), or r2 = 8.
+    let program = |key: &str| {
+        format!(
+            "mov %r6, %r1\nstw [%r10-4], {key}\nlddw %r1, {handle:#x}\nmov %r2, %r10\nadd %r2, -4\ncall 1\njeq %r0, 0, +1\nldxdw %r0, [%r0]\nexit\n"
+        )
+    };
+    let in_input = format!(
+        "mov %r6, %r1\nlddw %r1, {handle:#x}\nmov %r2, %r6\ncall 1\njeq %r0, 0, +1\nldxdw %r0, [%r0]\nexit\n"
+    );
+    let bad_pointer = format!("lddw %r1, {handle:#x}\nmov %r2, 8\ncall 1\nexit\n");
+    let mut cases: Vec<(String, Vec<u8>)> = ["0", "3", "4", "-1"]
+        .iter()
+        .map(|k| (program(k), vec![0u8; 8]))
+        .collect();
+    cases.push((in_input.clone(), 2u32.to_le_bytes().to_vec()));
+    cases.push((in_input, 9u32.to_le_bytes().to_vec()));
+    cases.push((bad_pointer, vec![]));
+    for (src, input) in &cases {
+        let mut results = Vec::new();
+        for tier in Tier::available() {
+            if tier == Tier::Aot {
+                continue;
+            }
+            let mut config = bpfvm::Config::new();
+            config.tier_policy(bpfvm::TierPolicy::Fixed(tier));
+            obj.configure(&mut config, tier, &CompileOptions::default())
+                .unwrap();
+            let engine = bpfvm::Engine::new(&config);
+            let insns = bpfvm::engine::asm::assemble(src).unwrap();
+            let program = engine.load_insns(insns).unwrap();
+            let mut mem = input.clone();
+            let r = program.run(&mut mem).map_err(|t| t.kind().to_string());
+            results.push((tier, r));
+        }
+        let (_, expected) = &results[0];
+        for (tier, r) in &results {
+            assert_eq!(r, expected, "{tier} on\n{src}");
+        }
+    }
+    // The expected values themselves (interpreter): 100 + key, or 0.
+    let mut config = bpfvm::Config::new();
+    config.tier_policy(bpfvm::TierPolicy::Fixed(Tier::Interp));
+    obj.configure(&mut config, Tier::Interp, &CompileOptions::default())
+        .unwrap();
+    let engine = bpfvm::Engine::new(&config);
+    let run = |src: &str, mut mem: Vec<u8>| {
+        let p = engine
+            .load_insns(bpfvm::engine::asm::assemble(src).unwrap())
+            .unwrap();
+        p.run(&mut mem)
+    };
+    assert_eq!(run(&program("3"), vec![0; 8]), Ok(103));
+    assert_eq!(run(&program("4"), vec![0; 8]), Ok(0));
+    assert!(run(&cases[6].0, vec![]).is_err(), "a bad key pointer traps");
+}
+
+/// The inlined lookup is really emitted (the blocks are named in the IR),
+/// and only when the map is given to the compiler.
+#[cfg(feature = "llvm")]
+#[test]
+fn tier1_emits_inline_lookups_for_array_maps() {
+    let obj = LoadedObject::load(&fixture("xdp_counter")).unwrap();
+    let program = obj.verify_program("xdp_count").unwrap();
+    let with = CompileOptions {
+        array_maps: obj.inlinable_array_maps(),
+        ..CompileOptions::default()
+    };
+    let ir = bpfvm_llvm::emit_llvm_ir(&program, &with, false).unwrap();
+    assert!(ir.contains("lookup_inline"), "{ir}");
+    let ir = bpfvm_llvm::emit_llvm_ir(&program, &CompileOptions::default(), false).unwrap();
+    assert!(!ir.contains("lookup_inline"));
+}

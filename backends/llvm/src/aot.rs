@@ -305,6 +305,8 @@ pub fn load_object(bytes: &[u8], opts: &LoadOptions) -> Result<AotCode, LoadErro
         budget: (info[1] & 2 != 0).then_some(info[2]),
         call_depth: usize::try_from(info[3]).unwrap_or(0),
         opt_level: info[4].min(3) as u8,
+        // AOT objects call helper 1 as a symbol; nothing is inlined.
+        array_maps: Vec::new(),
     };
     validate_options(&opts).map_err(|e| LoadError::Unsupported(e.to_string()))?;
     let entry_name = format!("{name}_vmctx");

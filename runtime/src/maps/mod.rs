@@ -25,6 +25,7 @@ mod slab;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
+use bpfvm_engine::backend::ArrayMapLayout;
 use bpfvm_engine::elf::{MapDef, MapKind, BPF_F_RDONLY_PROG};
 use bpfvm_engine::vmctx::Region;
 
@@ -309,6 +310,25 @@ impl Map {
                 self.def.name,
                 self.def.kind.name()
             )),
+        }
+    }
+
+    /// Where a plain array map with 4-byte keys keeps its values, for
+    /// tiers that inline its lookups (exactly what [`Map::lookup_addr`]
+    /// computes); `None` for every other map.
+    pub fn array_layout(&self) -> Option<ArrayMapLayout> {
+        match &self.imp {
+            Imp::Array { slab, stride }
+                if self.def.kind == MapKind::Array && self.def.key_size == 4 =>
+            {
+                Some(ArrayMapLayout {
+                    handle: self.handle(),
+                    values: slab.addr(),
+                    stride: *stride as u64,
+                    max_entries: self.def.max_entries,
+                })
+            }
+            _ => None,
         }
     }
 

@@ -57,6 +57,100 @@ impl<'ctx> FnTranslator<'_, 'ctx> {
         self.set(0, r0)
     }
 
+    /// The array map a `call 1` at `pc` looks up, when its lookups may be
+    /// inlined ([`CompileOptions::array_maps`]) and r1 holds its handle
+    /// for certain: an `lddw r1` earlier in the same basic block, with no
+    /// other write to r1 and no call in between.
+    pub(super) fn inlinable_lookup(&self, pc: usize, id: u32) -> Option<ArrayMapLayout> {
+        if id != MAP_LOOKUP_ELEM_ID || self.cg.opts.array_maps.is_empty() {
+            return None;
+        }
+        let instrs = self.program.instrs();
+        let mut p = pc;
+        let handle = loop {
+            if p == self.func.start || self.program.is_block_start(p) {
+                return None;
+            }
+            p -= 1;
+            match instrs[p] {
+                Instr::LddwTail => {}
+                Instr::Lddw { dst: 1, value, .. } => break value,
+                Instr::CallHelper { .. } | Instr::CallLocal { .. } | Instr::CallReg { .. } => {
+                    return None
+                }
+                ins if ins.written_reg() == Some(1) => return None,
+                _ => {}
+            }
+        };
+        self.cg
+            .opts
+            .array_maps
+            .iter()
+            .find(|m| m.handle == handle)
+            .copied()
+    }
+
+    /// `call 1` (`map_lookup_elem`) on a known array map: when the 4-byte
+    /// key is in the current frame, r0 is computed inline as the runtime's
+    /// helper computes it (`values + key * stride`, or 0 when the key is
+    /// out of range); any other key pointer goes to the helper, which
+    /// checks it and traps exactly as on the other tiers. r1 to r5 are
+    /// unchanged either way.
+    pub(super) fn inline_array_lookup(&mut self, pc: usize, map: ArrayMapLayout) -> R<()> {
+        let cg = self.cg;
+        let b = &cg.builder;
+        let key_addr = self.get(2)?;
+        let rel = b
+            .build_int_sub(key_addr, self.frame_lo, "keyrel")
+            .or_fail()?;
+        let in_frame = b
+            .build_int_compare(
+                IntPredicate::ULE,
+                rel,
+                self.c64(STACK_FRAME_SIZE as u64 - 4),
+                "keyinframe",
+            )
+            .or_fail()?;
+        let fast = self.new_block("lookup_inline");
+        let slow = self.new_block("lookup_helper");
+        let join = self.new_block("lookup_done");
+        b.build_conditional_branch(in_frame, fast, slow).or_fail()?;
+
+        b.position_at_end(fast);
+        let p = b.build_int_to_ptr(key_addr, cg.ptr, "keyp").or_fail()?;
+        let key = b.build_load(cg.i32, p, "key").or_fail()?;
+        align(key.as_instruction_value(), 1)?;
+        let index = b
+            .build_int_z_extend(key.into_int_value(), cg.i64, "index")
+            .or_fail()?;
+        let inside = b
+            .build_int_compare(
+                IntPredicate::ULT,
+                index,
+                self.c64(map.max_entries as u64),
+                "inrange",
+            )
+            .or_fail()?;
+        let offset = b
+            .build_int_mul(index, self.c64(map.stride), "offset")
+            .or_fail()?;
+        let addr = b
+            .build_int_add(self.c64(map.values), offset, "value")
+            .or_fail()?;
+        let r0 = b
+            .build_select(inside, addr, self.c64(0), "r0")
+            .or_fail()?
+            .into_int_value();
+        self.set(0, r0)?;
+        b.build_unconditional_branch(join).or_fail()?;
+
+        b.position_at_end(slow);
+        self.call_helper_table(pc, self.c64(MAP_LOOKUP_ELEM_ID as u64))?;
+        cg.builder.build_unconditional_branch(join).or_fail()?;
+        cg.builder.position_at_end(join);
+        Ok(())
+    }
+
     /// AOT: a helper is the external `_bpf_helper_ext_NNNN(r1..r5)`;
     /// `callx` is `__bpfvm_callx(id, r1..r5)`.
     pub(super) fn call_helper_aot(
