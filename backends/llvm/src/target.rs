@@ -138,7 +138,17 @@ pub(crate) fn optimize(
     module
         .verify()
         .map_err(|e| fail(tier, format!("generated invalid LLVM IR: {e}")))?;
-    let pipeline = format!("default<O{}>", level.min(3));
+    // At O2 and O3, range-check elimination first: it splits loops whose
+    // checked accesses walk an induction variable into a main loop
+    // without the checks (which the vectorisers can then handle) and
+    // short pre/post loops that keep them. It needs the checks as plain
+    // branches, before the default pipeline merges them into selects.
+    let pipeline = match level.min(3) {
+        l @ (2 | 3) => format!(
+            "function(sroa,early-cse,instcombine<no-verify-fixpoint>,loop-simplify,lcssa,irce),default<O{l}>"
+        ),
+        l => format!("default<O{l}>"),
+    };
     module
         .run_passes(&pipeline, machine, PassBuilderOptions::create())
         .map_err(|e| fail(tier, format!("running {pipeline}: {e}")))

@@ -40,13 +40,15 @@ impl<'ctx> FnTranslator<'_, 'ctx> {
         } else {
             [0, 1]
         };
-        for (step, next) in [(order[0], second), (order[1], slow)] {
+        // The first check is marked likely, the second not: range-check
+        // elimination then versions loops on the first region only.
+        for (likely, step, next) in [(true, order[0], second), (false, order[1], slow)] {
             let (lo, bound) = checks[step];
             let rel = b.build_int_sub(addr, lo, "rel").or_fail()?;
             let inside = b
                 .build_int_compare(IntPredicate::ULT, rel, bound, "in")
                 .or_fail()?;
-            b.build_conditional_branch(inside, ok, next).or_fail()?;
+            cg.branch_weighted(inside, ok, next, likely)?;
             b.position_at_end(next);
         }
         let n = size.bytes();
@@ -77,6 +79,32 @@ impl<'ctx> FnTranslator<'_, 'ctx> {
         }
         b.position_at_end(ok);
         Ok(addr)
+    }
+
+    /// The pointer for an access at `addr` (= `base + off`): a GEP from r10
+    /// or from the input region's start (see `FnTranslator::membase`); the
+    /// same address either way, whichever region it is in.
+    pub(super) fn access_ptr(
+        &self,
+        base: u8,
+        off: i16,
+        addr: IntValue<'ctx>,
+    ) -> R<PointerValue<'ctx>> {
+        let cg = self.cg;
+        let b = &cg.builder;
+        // SAFETY (both GEPs): plain (not `inbounds`) GEPs only compute an
+        // address, here exactly `addr`.
+        if base == FRAME_POINTER {
+            let off = cg.i64.const_int(off as i64 as u64, true);
+            return unsafe { b.build_gep(cg.i8, self.stack, &[off], "p") }.or_fail();
+        }
+        match (self.membase, self.mem_start) {
+            (Some(membase), Some(start)) => {
+                let rel = b.build_int_sub(addr, start, "rel").or_fail()?;
+                unsafe { b.build_gep(cg.i8, membase, &[rel], "p") }.or_fail()
+            }
+            _ => b.build_int_to_ptr(addr, cg.ptr, "p").or_fail(),
+        }
     }
 
     pub(super) fn check_access_decl(&self, linkage: Linkage) -> FunctionValue<'ctx> {
@@ -157,7 +185,7 @@ impl<'ctx> FnTranslator<'_, 'ctx> {
             }
         };
         let s = narrow(self.get(src)?)?;
-        let p = b.build_int_to_ptr(addr, cg.ptr, "p").or_fail()?;
+        let p = self.access_ptr(base, off, addr)?;
         const SEQ: AtomicOrdering = AtomicOrdering::SequentiallyConsistent;
         let old = if op == AtomicOp::CmpXchg {
             let expected = narrow(self.get(0)?)?;

@@ -114,6 +114,13 @@ pub(crate) struct Codegen<'ctx> {
     pub functions: HashMap<usize, FunctionValue<'ctx>>,
     /// `!prof` branch weights that mark the first successor as cold.
     cold_first: MetadataValue<'ctx>,
+    /// `!prof` branch weights for a likely first successor (the first
+    /// region check of an access: what range-check elimination works on).
+    likely_first: MetadataValue<'ctx>,
+    /// Even `!prof` weights (the second region check: not a candidate for
+    /// range-check elimination, whose main loop would otherwise be the
+    /// iterations in which that region is hit).
+    even: MetadataValue<'ctx>,
     prof_kind: u32,
 }
 
@@ -131,7 +138,16 @@ impl<'ctx> Codegen<'ctx> {
             i32.const_int(1, false).into(),
             i32.const_int(2000, false).into(),
         ]);
+        let weights = |a: u64, b: u64| {
+            context.metadata_node(&[
+                context.metadata_string("branch_weights").into(),
+                i32.const_int(a, false).into(),
+                i32.const_int(b, false).into(),
+            ])
+        };
         Codegen {
+            likely_first: weights(2000, 1),
+            even: weights(1, 1),
             context,
             module: context.create_module(name),
             builder: context.create_builder(),
@@ -292,6 +308,24 @@ impl<'ctx> Codegen<'ctx> {
             .map_err(|e| self.fail(format!("branch weights: {e}")))
     }
 
+    /// `if cond { goto a } else { goto b }` with `!prof` weights: `a`
+    /// likely, or both even.
+    pub(crate) fn branch_weighted(
+        &self,
+        cond: IntValue<'ctx>,
+        a: BasicBlock<'ctx>,
+        b: BasicBlock<'ctx>,
+        likely: bool,
+    ) -> R<()> {
+        let br = self
+            .builder
+            .build_conditional_branch(cond, a, b)
+            .or_fail()?;
+        let weights = if likely { self.likely_first } else { self.even };
+        br.set_metadata(weights, self.prof_kind)
+            .map_err(|e| self.fail(format!("branch weights: {e}")))
+    }
+
     /// Declares (once) an external function `name: (args) -> i64`.
     pub(crate) fn external(
         &self,
@@ -364,6 +398,13 @@ struct FnTranslator<'a, 'ctx> {
     /// Input region start, and per access size the bound `len - n + 1`
     /// (0 when the region is smaller than n): `addr - start < bound`.
     mem_start: Option<IntValue<'ctx>>,
+    /// The input region start as a pointer: accesses through registers
+    /// other than r10 address `membase + (addr - start)`, a GEP that
+    /// scalar evolution can follow (an `inttoptr` per access hides the
+    /// induction variable from the loop vectorisers).
+    membase: Option<PointerValue<'ctx>>,
+    /// r10 as a pointer: r10-based accesses are `stack + off`.
+    stack: PointerValue<'ctx>,
     mem_bound: [Option<IntValue<'ctx>>; 4],
     /// Per access size, `stack_top - frame_lo - n + 1`.
     stack_bound: [Option<IntValue<'ctx>>; 4],
@@ -410,6 +451,7 @@ impl<'a, 'ctx> FnTranslator<'a, 'ctx> {
                 "frame_lo",
             )
             .or_fail()?;
+        let stack = b.build_int_to_ptr(r10, cg.ptr, "stack").or_fail()?;
         let len = func.end - func.start;
         let mut t = FnTranslator {
             cg,
@@ -422,6 +464,8 @@ impl<'a, 'ctx> FnTranslator<'a, 'ctx> {
             r10,
             frame_lo,
             mem_start: None,
+            membase: None,
+            stack,
             mem_bound: [None; 4],
             stack_bound: [None; 4],
             depth_floor: None,
@@ -468,6 +512,24 @@ impl<'a, 'ctx> FnTranslator<'a, 'ctx> {
                 self.stack_bound[k] = Some(sb);
             }
             self.mem_start = Some(start);
+        }
+        let through_registers = (self.func.start..self.func.end).any(|pc| {
+            matches!(
+                self.program.instrs()[pc],
+                Instr::Load { base, .. } | Instr::Store { base, .. } | Instr::Atomic { base, .. }
+                    if base != FRAME_POINTER
+            )
+        });
+        if through_registers {
+            let start = match self.mem_start {
+                Some(s) => s,
+                None => {
+                    let s = cg.load_field(self.ctx, OFFSET_MEM_START, cg.i64)?;
+                    self.mem_start = Some(s);
+                    s
+                }
+            };
+            self.membase = Some(b.build_int_to_ptr(start, cg.ptr, "membase").or_fail()?);
         }
         if calls {
             let bottom = cg.load_field(self.ctx, OFFSET_STACK_BOTTOM, cg.i64)?;
@@ -746,7 +808,7 @@ impl<'a, 'ctx> FnTranslator<'a, 'ctx> {
             } => {
                 let addr = self.checked_addr(pc, base, off, size, false)?;
                 let ty = self.mem_type(size);
-                let p = b.build_int_to_ptr(addr, self.cg.ptr, "p").or_fail()?;
+                let p = self.access_ptr(base, off, addr)?;
                 let v = b.build_load(ty, p, "ld").or_fail()?;
                 align(v.as_instruction_value(), 1)?;
                 let v = v.into_int_value();
@@ -776,7 +838,7 @@ impl<'a, 'ctx> FnTranslator<'a, 'ctx> {
                 } else {
                     b.build_int_truncate(v, ty, "st").or_fail()?
                 };
-                let p = b.build_int_to_ptr(addr, self.cg.ptr, "p").or_fail()?;
+                let p = self.access_ptr(base, off, addr)?;
                 let st = b.build_store(p, v).or_fail()?;
                 align(Some(st), 1)?;
             }
