@@ -1,6 +1,11 @@
 //! A verified program: what every executor compiles or interprets.
 
+use crate::backend::ArrayMapLayout;
 use crate::instr::{Instr, MemSize};
+
+/// The kernel's id of `bpf_map_lookup_elem`, whose array-map lookups the
+/// JITs may inline.
+pub const MAP_LOOKUP_ELEM: u32 = 1;
 use crate::isa::{Insn, FRAME_POINTER, STACK_FRAME_SIZE};
 
 /// A function (subprogram): the slots `[start, end)`. Function 0 starts at pc 0.
@@ -91,6 +96,44 @@ impl Program {
     }
 
     /// Whether `pc` starts a basic block.
+    /// The array map a `call 1` (`map_lookup_elem`) at `pc` looks up, when
+    /// a JIT may inline it: the map is one of `maps` (see
+    /// [`crate::backend::CompileOptions::array_maps`]) and r1 holds its
+    /// handle for certain, set by an `lddw r1` earlier in the same basic
+    /// block with no other write to r1 and no call in between.
+    pub fn inlinable_lookup(
+        &self,
+        f: &Function,
+        pc: usize,
+        maps: &[ArrayMapLayout],
+    ) -> Option<ArrayMapLayout> {
+        if maps.is_empty()
+            || self.instrs[pc]
+                != (Instr::CallHelper {
+                    id: MAP_LOOKUP_ELEM,
+                })
+        {
+            return None;
+        }
+        let mut p = pc;
+        let handle = loop {
+            if p <= f.start || self.is_block_start(p) {
+                return None;
+            }
+            p -= 1;
+            match self.instrs[p] {
+                Instr::LddwTail => {}
+                Instr::Lddw { dst: 1, value, .. } => break value,
+                Instr::CallHelper { .. } | Instr::CallLocal { .. } | Instr::CallReg { .. } => {
+                    return None
+                }
+                ins if ins.written_reg() == Some(1) => return None,
+                _ => {}
+            }
+        };
+        maps.iter().find(|m| m.handle == handle).copied()
+    }
+
     pub fn is_block_start(&self, pc: usize) -> bool {
         self.block_cost.get(pc).is_some_and(|&c| c > 0)
     }

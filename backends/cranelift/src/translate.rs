@@ -7,10 +7,10 @@
 //! stores its record in the `VmCtx` and returns; callers check
 //! `ctx.trap_code` after every call and return at once when it is set.
 
-use bpfvm_engine::backend::CompileOptions;
+use bpfvm_engine::backend::{ArrayMapLayout, CompileOptions};
 use bpfvm_engine::instr::{AluOp, AtomicOp, Cond, Endian, Instr, MemSize, Operand, Width};
 use bpfvm_engine::isa::STACK_FRAME_SIZE;
-use bpfvm_engine::program::{statically_in_frame, Function, Program};
+use bpfvm_engine::program::{statically_in_frame, Function, Program, MAP_LOOKUP_ELEM};
 use bpfvm_engine::vmctx::*;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::types::{I16, I32, I64, I8};
@@ -488,8 +488,16 @@ impl<'a, 'b> Translator<'a, 'b> {
                 self.filled = true;
             }
             Instr::CallHelper { id } => {
-                let id = self.b.ins().iconst(I64, id as i64);
-                self.call_helper(pc, id);
+                match self
+                    .program
+                    .inlinable_lookup(&self.func, pc, &self.opts.array_maps)
+                {
+                    Some(map) => self.inline_array_lookup(pc, map),
+                    None => {
+                        let id = self.b.ins().iconst(I64, id as i64);
+                        self.call_helper(pc, id);
+                    }
+                }
             }
             Instr::CallReg { reg } => {
                 let id = self.get(reg);
@@ -736,6 +744,48 @@ impl<'a, 'b> Translator<'a, 'b> {
         let failed = self.trap(None, Some(pc), None, 0);
         self.branch_unless(code, failed);
         self.set(0, r0);
+    }
+
+    /// `call 1` (`map_lookup_elem`) on a known array map: when the 4-byte
+    /// key is in the current frame, r0 is computed inline as the runtime's
+    /// helper computes it (`values + key * stride`, or 0 when the key is
+    /// out of range); any other key pointer goes to the helper, which
+    /// checks it and traps exactly as on the other tiers. r1 to r5 are
+    /// unchanged either way.
+    fn inline_array_lookup(&mut self, pc: usize, map: ArrayMapLayout) {
+        let key_addr = self.get(2);
+        let rel = self.b.ins().isub(key_addr, self.frame_lo);
+        let in_frame = self.b.ins().icmp_imm_s(
+            IntCC::UnsignedLessThanOrEqual,
+            rel,
+            STACK_FRAME_SIZE as i64 - 4,
+        );
+        let fast = self.b.create_block();
+        let slow = self.b.create_block();
+        let join = self.b.create_block();
+        self.b.set_cold_block(slow);
+        self.b.ins().brif(in_frame, fast, &[], slow, &[]);
+        self.b.switch_to_block(fast);
+        self.b.seal_block(fast);
+        let key = self.b.ins().load(I32, flags(), key_addr, 0);
+        let index = self.b.ins().uextend(I64, key);
+        let inside =
+            self.b
+                .ins()
+                .icmp_imm_s(IntCC::UnsignedLessThan, index, map.max_entries as i64);
+        let offset = self.b.ins().imul_imm_s(index, map.stride as i64);
+        let addr = self.b.ins().iadd_imm_s(offset, map.values as i64);
+        let zero = self.b.ins().iconst(I64, 0);
+        let r0 = self.b.ins().select(inside, addr, zero);
+        self.set(0, r0);
+        self.b.ins().jump(join, &[]);
+        self.b.switch_to_block(slow);
+        self.b.seal_block(slow);
+        let id = self.b.ins().iconst(I64, MAP_LOOKUP_ELEM as i64);
+        self.call_helper(pc, id);
+        self.b.ins().jump(join, &[]);
+        self.b.switch_to_block(join);
+        self.b.seal_block(join);
     }
 
     /// A bpf-to-bpf call: a new 512-byte frame below this one, the depth

@@ -36,7 +36,7 @@ use crate::maps::{Map, EFAULT, EINVAL};
 use crate::object::Shared;
 use reenter::Reenter;
 
-pub const MAP_LOOKUP_ELEM: u32 = 1;
+pub const MAP_LOOKUP_ELEM: u32 = bpfvm_engine::program::MAP_LOOKUP_ELEM;
 pub const MAP_UPDATE_ELEM: u32 = 2;
 pub const MAP_DELETE_ELEM: u32 = 3;
 pub const PROBE_READ: u32 = 4;

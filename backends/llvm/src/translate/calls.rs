@@ -57,39 +57,6 @@ impl<'ctx> FnTranslator<'_, 'ctx> {
         self.set(0, r0)
     }
 
-    /// The array map a `call 1` at `pc` looks up, when its lookups may be
-    /// inlined ([`CompileOptions::array_maps`]) and r1 holds its handle
-    /// for certain: an `lddw r1` earlier in the same basic block, with no
-    /// other write to r1 and no call in between.
-    pub(super) fn inlinable_lookup(&self, pc: usize, id: u32) -> Option<ArrayMapLayout> {
-        if id != MAP_LOOKUP_ELEM_ID || self.cg.opts.array_maps.is_empty() {
-            return None;
-        }
-        let instrs = self.program.instrs();
-        let mut p = pc;
-        let handle = loop {
-            if p == self.func.start || self.program.is_block_start(p) {
-                return None;
-            }
-            p -= 1;
-            match instrs[p] {
-                Instr::LddwTail => {}
-                Instr::Lddw { dst: 1, value, .. } => break value,
-                Instr::CallHelper { .. } | Instr::CallLocal { .. } | Instr::CallReg { .. } => {
-                    return None
-                }
-                ins if ins.written_reg() == Some(1) => return None,
-                _ => {}
-            }
-        };
-        self.cg
-            .opts
-            .array_maps
-            .iter()
-            .find(|m| m.handle == handle)
-            .copied()
-    }
-
     /// `call 1` (`map_lookup_elem`) on a known array map: when the 4-byte
     /// key is in the current frame, r0 is computed inline as the runtime's
     /// helper computes it (`values + key * stride`, or 0 when the key is
@@ -145,7 +112,7 @@ impl<'ctx> FnTranslator<'_, 'ctx> {
         b.build_unconditional_branch(join).or_fail()?;
 
         b.position_at_end(slow);
-        self.call_helper_table(pc, self.c64(MAP_LOOKUP_ELEM_ID as u64))?;
+        self.call_helper_table(pc, self.c64(MAP_LOOKUP_ELEM as u64))?;
         cg.builder.build_unconditional_branch(join).or_fail()?;
         cg.builder.position_at_end(join);
         Ok(())

@@ -23,7 +23,7 @@ use bpfvm_engine::instr::{
     AluOp, AtomicOp, Cond, Endian, Instr, LddwPseudo, MemSize, Operand, Width,
 };
 use bpfvm_engine::isa::*;
-use bpfvm_engine::program::{Function, Program};
+use bpfvm_engine::program::{Function, Program, MAP_LOOKUP_ELEM};
 use bpfvm_engine::vmctx::*;
 use inkwell::attributes::{Attribute, AttributeLoc};
 use inkwell::basic_block::BasicBlock;
@@ -49,9 +49,7 @@ const FASTCC: u32 = 8;
 
 /// Name of the out-of-line memory check (the engine's `bpfvm_check_access`).
 pub(crate) const CHECK_ACCESS: &str = "bpfvm_check_access";
-/// The kernel's id of `bpf_map_lookup_elem`, whose array-map lookups the
-/// JIT may inline ([`CompileOptions::array_maps`]).
-const MAP_LOOKUP_ELEM_ID: u32 = 1;
+
 /// AOT: `callx` goes through this external `(id, r1..r5) -> r0`.
 pub(crate) const AOT_CALLX: &str = "__bpfvm_callx";
 /// Prefix of AOT helper symbols: `_bpf_helper_ext_0005`.
@@ -886,10 +884,15 @@ impl<'a, 'ctx> FnTranslator<'a, 'ctx> {
                 self.filled = true;
             }
             Instr::CallHelper { id } => match self.cg.mode {
-                Mode::Jit => match self.inlinable_lookup(pc, id) {
-                    Some(map) => self.inline_array_lookup(pc, map)?,
-                    None => self.call_helper_table(pc, self.c64(id as u64))?,
-                },
+                Mode::Jit => {
+                    match self
+                        .program
+                        .inlinable_lookup(&self.func, pc, &self.cg.opts.array_maps)
+                    {
+                        Some(map) => self.inline_array_lookup(pc, map)?,
+                        None => self.call_helper_table(pc, self.c64(id as u64))?,
+                    }
+                }
                 Mode::Aot { .. } => self.call_helper_aot(pc, Some(id), None)?,
                 Mode::Ptx => return Err(self.cg.fail(format!("pc {pc}: helper call on the GPU"))),
             },
