@@ -10,6 +10,7 @@
 pub mod data;
 pub mod differential;
 pub mod fuzz;
+pub mod fuzz_targets;
 pub mod generate;
 pub mod minimize;
 pub mod runner;

@@ -1,0 +1,3 @@
+mov %r0, 0
+sub32 %r0, 1
+exit

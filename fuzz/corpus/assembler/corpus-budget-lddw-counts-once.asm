@@ -1,0 +1,2 @@
+lddw %r0, 5
+exit

@@ -1,0 +1,3 @@
+mov %r0, 1
+add %r0, 1
+exit

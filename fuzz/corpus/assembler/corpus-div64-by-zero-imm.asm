@@ -1,0 +1,3 @@
+mov %r0, 7
+div %r0, 0
+exit

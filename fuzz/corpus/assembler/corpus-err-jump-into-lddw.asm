@@ -1,0 +1,3 @@
+ja +1
+lddw %r0, 1
+exit

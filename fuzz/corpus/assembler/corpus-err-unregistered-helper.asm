@@ -1,0 +1,2 @@
+call 99
+exit

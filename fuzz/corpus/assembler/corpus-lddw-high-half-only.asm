@@ -1,0 +1,2 @@
+lddw %r0, 0xffffffff00000000
+exit

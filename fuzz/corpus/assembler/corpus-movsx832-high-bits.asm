@@ -1,0 +1,3 @@
+lddw %r1, 0xffffffff12345680
+movsx832 %r0, %r1
+exit

@@ -1,0 +1,8 @@
+mov %r2, 31
+mov %r3, 32
+lddw %r0, 0xffffffff80000000
+rsh32 %r0, %r2
+lddw %r1, 0xffffffff80000000
+rsh32 %r1, %r3
+add %r0, %r1
+exit

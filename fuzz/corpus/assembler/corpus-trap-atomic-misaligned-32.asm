@@ -1,0 +1,3 @@
+mov %r1, 1
+lock fetch add32 [%r10-6], %r1
+exit

@@ -1,0 +1,3 @@
+mov %r2, 42
+call %r2
+exit

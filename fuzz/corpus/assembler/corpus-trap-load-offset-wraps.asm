@@ -1,0 +1,3 @@
+mov %r2, -1
+ldxb %r0, [%r2+1]
+exit

@@ -1,0 +1,3 @@
+mov %r2, 1
+lock fetch add [%r1+8], %r2
+exit

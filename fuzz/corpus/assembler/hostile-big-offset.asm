@@ -1,0 +1,2 @@
+ldxh %r0, [%r1+0x7fff]
+exit

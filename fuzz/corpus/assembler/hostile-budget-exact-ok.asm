@@ -1,0 +1,3 @@
+mov %r0, 3
+add %r0, 4
+exit

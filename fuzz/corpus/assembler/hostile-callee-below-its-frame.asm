@@ -1,0 +1,5 @@
+call local f
+exit
+f:
+ldxb %r0, [%r10-513]
+exit

@@ -1,0 +1,3 @@
+mov %r2, 99
+call %r2
+exit

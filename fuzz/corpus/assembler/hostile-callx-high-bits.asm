@@ -1,0 +1,3 @@
+lddw %r2, 0x100000005
+call %r2
+exit

@@ -1,0 +1,3 @@
+mov %r2, -1
+call %r2
+exit

@@ -1,0 +1,5 @@
+call local f
+exit
+f:
+ja -1
+exit

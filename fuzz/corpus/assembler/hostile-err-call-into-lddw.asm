@@ -1,0 +1,3 @@
+call local +1
+lddw %r0, 0x1
+exit

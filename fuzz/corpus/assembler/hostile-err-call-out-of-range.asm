@@ -1,0 +1,2 @@
+call local +10
+exit

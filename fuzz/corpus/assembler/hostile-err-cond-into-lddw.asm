@@ -1,0 +1,3 @@
+jeq %r1, 0, +1
+lddw %r0, 0x1
+exit

@@ -1,0 +1,2 @@
+lock fetch add [%r1+0], %r10
+exit

@@ -1,0 +1,3 @@
+ja +1
+lddw %r0, 0x1
+exit

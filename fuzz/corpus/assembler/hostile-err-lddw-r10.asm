@@ -1,0 +1,2 @@
+lddw %r10, 0x1
+exit

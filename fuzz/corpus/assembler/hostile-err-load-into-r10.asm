@@ -1,0 +1,2 @@
+ldxdw %r10, [%r1+0]
+exit

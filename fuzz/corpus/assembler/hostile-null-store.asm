@@ -1,0 +1,3 @@
+mov %r2, 0
+stxdw [%r2+16], %r2
+exit

@@ -1,0 +1,5 @@
+call local f
+exit
+f:
+call local f
+exit

@@ -1,0 +1,2 @@
+ldxdw %r0, [%r10+8]
+exit

@@ -1,0 +1,3 @@
+lddw %r1, 0xfffffffffffffffc
+ldxdw %r0, [%r1+0]
+exit
