@@ -16,7 +16,12 @@ fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
         .map(|e| e.expect("corpus entry").path())
         .collect();
     files.sort();
-    assert!(files.len() >= 100, "{}: {} inputs", dir.display(), files.len());
+    assert!(
+        files.len() >= 100,
+        "{}: {} inputs",
+        dir.display(),
+        files.len()
+    );
     files
         .into_iter()
         .map(|p| {
