@@ -194,6 +194,7 @@ pub fn run(
         last,
         tier,
         stats,
+        cross_checks_off,
     } = runs;
     let trace = trace.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let mut stderr: Vec<String> = if cfg.json {
@@ -231,7 +232,7 @@ pub fn run(
     };
     if let Some(stats) = &stats {
         v["stats"] = exec::stats_json(stats);
-        if cfg.cross_check && stats.cross_checks == 0 && !obj.regions().is_empty() {
+        if cross_checks_off {
             let why = "cross-checks are off: the object's maps and global data are writable memory that a reference run would write a second time";
             v["cross_check"] = json!(why);
             if !cfg.json {
@@ -279,12 +280,35 @@ pub fn run(
 
 /// What the runs of `bpfvm run` on an object left: the last result, the
 /// last input memory, the tier it ran on, and the engine's statistics
-/// (tiered runs only).
+/// (tiered runs only), and whether the engine turned the requested
+/// cross-checks off (`Engine::cross_checks_possible`).
 struct Runs {
-    result: Result<bpfvm::engine::backend::Outcome, bpfvm::engine::Trap>,
+    result: RunResult,
     last: Vec<u8>,
     tier: &'static str,
     stats: Option<bpfvm::Stats>,
+    cross_checks_off: bool,
+}
+
+type RunResult = Result<bpfvm::engine::backend::Outcome, bpfvm::engine::Trap>;
+
+/// Runs `run` `repeat` times (at least once, stopping at a trap), each
+/// time over a fresh copy of `mem`; the last result and memory.
+fn repeat_runs(
+    mem: &[u8],
+    repeat: u64,
+    mut run: impl FnMut(&mut [u8]) -> RunResult,
+) -> (RunResult, Vec<u8>) {
+    let mut last = mem.to_vec();
+    let mut result = run(&mut last);
+    for _ in 1..repeat.max(1) {
+        if result.is_err() {
+            break;
+        }
+        last = mem.to_vec();
+        result = run(&mut last);
+    }
+    (result, last)
 }
 
 /// Runs on one tier, `repeat` times (stopping at a trap); maps keep their
@@ -298,20 +322,13 @@ fn run_fixed(
     repeat: u64,
 ) -> Result<Runs, CliError> {
     let prepared = obj.prepare(name, tier, copts)?;
-    let mut last = mem.to_vec();
-    let mut result = prepared.run(&mut last);
-    for _ in 1..repeat.max(1) {
-        if result.is_err() {
-            break;
-        }
-        last = mem.to_vec();
-        result = prepared.run(&mut last);
-    }
+    let (result, last) = repeat_runs(mem, repeat, |m| prepared.run(m));
     Ok(Runs {
         result,
         last,
         tier: tier.name(),
         stats: None,
+        cross_checks_off: false,
     })
 }
 
@@ -342,21 +359,14 @@ fn run_tiered(
     let program = engine
         .load_with(obj.program_insns(name)?, Some(&resolver))
         .map_err(exec::load_error)?;
-    let mut last = mem.to_vec();
-    let mut result = program.run_outcome(&mut last);
-    for _ in 1..cfg.repeat.max(1) {
-        if result.is_err() {
-            break;
-        }
-        last = mem.to_vec();
-        result = program.run_outcome(&mut last);
-    }
+    let (result, last) = repeat_runs(mem, cfg.repeat, |m| program.run_outcome(m));
     let stats = program.stats();
     Ok(Runs {
         result,
         last,
         tier: stats.tier.name(),
         stats: Some(stats),
+        cross_checks_off: cfg.cross_check && !engine.cross_checks_possible(),
     })
 }
 

@@ -196,23 +196,27 @@ impl Config {
     }
 
     /// Registers (or replaces) a helper.
+    /// Before helper `id` is (re)registered: inlined array-map lookups
+    /// would bypass a new `map_lookup_elem`, so they are turned off.
+    fn replacing_helper(&mut self, id: u32) {
+        if id == MAP_LOOKUP_ELEM {
+            self.array_maps.clear();
+        }
+    }
+
     pub fn helper<F>(&mut self, id: u32, name: &str, f: F) -> &mut Self
     where
         F: Fn(&mut VmCtx, [u64; 5]) -> Result<u64, HelperError> + Send + Sync + 'static,
     {
-        if id == MAP_LOOKUP_ELEM {
-            // Inlined lookups would bypass the new helper.
-            self.array_maps.clear();
-        }
+        self.replacing_helper(id);
         self.helpers.register(id, name, f);
         self
     }
 
     /// Adds every helper of `helpers`.
     pub fn helpers(&mut self, helpers: &Helpers) -> &mut Self {
-        if helpers.contains(MAP_LOOKUP_ELEM) {
-            // Inlined lookups would bypass the new helper.
-            self.array_maps.clear();
+        for (id, _) in helpers.list() {
+            self.replacing_helper(id);
         }
         self.helpers.extend(helpers);
         self

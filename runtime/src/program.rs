@@ -318,12 +318,9 @@ impl Program {
     }
 
     fn cross_check_this_call(&self) -> bool {
-        let Some(cc) = self.0.engine.0.config.cross_check else {
+        let Some(cc) = self.0.engine.0.cross_check else {
             return false;
         };
-        if self.0.engine.0.writable_regions {
-            return false;
-        }
         let k = self.0.calls_on_current.fetch_add(1, Relaxed);
         k < cc.first || (cc.one_in > 0 && k.is_multiple_of(cc.one_in))
     }

@@ -14,7 +14,7 @@ use bpfvm_engine::verifier::{verify, LddwResolver, VerifyError, VerifyOptions};
 use bpfvm_engine::vmctx::Region;
 use bpfvm_engine::Program as Verified;
 
-use crate::config::{Config, TierPolicy};
+use crate::config::{Config, CrossCheck, TierPolicy};
 use crate::crosscheck::recording_helpers;
 use crate::program::Program;
 use crate::tier::{backend, Tier, TierError};
@@ -38,9 +38,9 @@ pub(crate) struct EngineInner {
     pub helpers: Helpers,
     pub table: HelperTable,
     pub regions: Vec<Region>,
-    /// Some region is writable: calls are then never cross-checked (see
-    /// [`Engine::cross_checks_possible`]).
-    pub writable_regions: bool,
+    /// The cross-checks calls get: the configured ones, or none when some
+    /// region is writable (see [`Engine::cross_checks_possible`]).
+    pub cross_check: Option<CrossCheck>,
     jobs: Mutex<Option<Sender<Job>>>,
     workers: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
@@ -91,11 +91,12 @@ impl Engine {
                 "cross-checking is off: the engine has writable host regions (map values, global data), which a reference run would write a second time"
             );
         }
+        let cross_check = config.cross_check.filter(|_| !writable_regions);
         Engine(Arc::new(EngineInner {
             table: helpers.table(),
             helpers,
             regions: config.regions.clone(),
-            writable_regions,
+            cross_check,
             config: config.clone(),
             jobs: Mutex::new(None),
             workers: Mutex::new(Vec::new()),
@@ -114,7 +115,7 @@ impl Engine {
     /// while other threads use the same memory; such engines run without
     /// cross-checks (and say so in a warning when they are created).
     pub fn cross_checks_possible(&self) -> bool {
-        self.0.config.cross_check.is_some() && !self.0.writable_regions
+        self.0.cross_check.is_some()
     }
 
     /// Loads raw bytecode.
