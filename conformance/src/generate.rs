@@ -110,6 +110,10 @@ pub struct GenOptions {
     /// End with r0 = a checksum of the whole input memory (after the
     /// register dump), so that r0 alone reflects every register and every
     /// byte the program wrote: what a saved `.data` regression test needs.
+    /// Such programs are also kept independent of where the memory lies:
+    /// r9 (the memory pointer) is never a value, compared or stored, and a
+    /// pointer built for a dynamic access is turned back into an offset, so
+    /// that a saved test replays with the memory at another address.
     pub checksum: bool,
 }
 
@@ -211,11 +215,16 @@ pub fn generate(seed: u64, opts: &GenOptions) -> Vec<Insn> {
         0
     };
     g.functions = (0..nfuncs).map(|_| g.asm.label()).collect();
-    // Prologue: keep the memory pointer, give r0 and r2..r8 values.
+    // Prologue: keep the memory pointer, give r0 and r2..r8 values (and r1
+    // when the program must not depend on the memory's address).
     g.asm
         .emit(Insn::new(CLS_ALU64 | ALU_MOV | SRC_X, 9, 1, 0, 0));
     for r in [0u8, 2, 3, 4, 5, 6, 7, 8] {
         g.load_value(r);
+    }
+    if opts.checksum {
+        // r1 still holds the memory's address.
+        g.load_value(1);
     }
     for _ in 0..opts.statements {
         g.statement(0);
@@ -283,6 +292,13 @@ impl Gen<'_> {
         self.rng.below(self.writable as u64 + 1) as u8
     }
 
+    /// A register read as a value: r0..r9, or r0..r8 when programs must
+    /// not depend on the memory's address (r9 holds it).
+    fn value_reg(&mut self) -> u8 {
+        let n = if self.opts.checksum { 9 } else { 10 };
+        self.rng.below(n) as u8
+    }
+
     fn load_value(&mut self, r: u8) {
         let v = value(self.rng);
         if v as i64 == v as i32 as i64 && self.rng.chance(70) {
@@ -325,7 +341,7 @@ impl Gen<'_> {
         let signed_div = matches!(op, ALU_DIV | ALU_MOD) && self.rng.chance(40);
         let off = if signed_div { 1 } else { 0 };
         if self.rng.chance(50) {
-            let src = self.rng.below(10) as u8;
+            let src = self.value_reg();
             self.asm
                 .emit(Insn::new(class | op | SRC_X, dst, src, off, 0));
         } else {
@@ -358,7 +374,7 @@ impl Gen<'_> {
                 self.asm.emit(Insn::new(code, dst, 0, 0, bits));
             }
             _ => {
-                let src = self.rng.below(10) as u8;
+                let src = self.value_reg();
                 if self.rng.chance(50) {
                     let bits = self.rng.pick(&[8, 16, 32]);
                     self.asm
@@ -378,6 +394,11 @@ impl Gen<'_> {
         if self.opts.out_of_bounds && self.rng.chance(3) {
             return if stack {
                 self.rng.pick(&[0i16, 8, -520, -513, 504])
+            } else if self.opts.checksum {
+                // Never far enough to reach another allocation (the stack):
+                // whether that is a region depends on where it lies.
+                self.rng
+                    .pick(&[-1i16, -8, MEM_SIZE as i16, (MEM_SIZE - 4) as i16])
             } else {
                 self.rng
                     .pick(&[-1i16, -8, MEM_SIZE as i16, (MEM_SIZE - 4) as i16, 4096])
@@ -415,7 +436,7 @@ impl Gen<'_> {
                     .emit(Insn::new(CLS_ST | MODE_MEM | sz, base, 0, off, v))
             }
             _ => {
-                let src = self.rng.below(10) as u8;
+                let src = self.value_reg();
                 self.asm
                     .emit(Insn::new(CLS_STX | MODE_MEM | sz, base, src, off, 0))
             }
@@ -451,7 +472,7 @@ impl Gen<'_> {
     /// `rA = rB & mask; rA += r9; load/store [rA + off]`: dynamic addresses.
     fn pointer_access(&mut self) {
         let a = self.rng.below(self.writable.min(7) as u64 + 1) as u8;
-        let b = self.rng.below(10) as u8;
+        let b = self.value_reg();
         let mask = if self.opts.out_of_bounds {
             self.rng.pick(&[0x7f, 0xff, 0x1ff])
         } else {
@@ -461,17 +482,40 @@ impl Gen<'_> {
             .emit(Insn::new(CLS_ALU64 | ALU_MOV | SRC_X, a, b, 0, 0));
         self.asm
             .emit(Insn::new(CLS_ALU64 | ALU_AND | SRC_K, a, 0, 0, mask));
+        if self.opts.checksum && mask as usize >= 2 * MEM_SIZE - 1 {
+            // Offsets past the end go 2 GiB below instead, where no other
+            // allocation can make them valid.
+            self.asm.emit(Insn::new(
+                CLS_JMP | JMP_JLT | SRC_K,
+                a,
+                0,
+                1,
+                MEM_SIZE as i32,
+            ));
+            self.asm
+                .emit(Insn::new(CLS_ALU64 | ALU_OR | SRC_K, a, 0, 0, i32::MIN));
+        }
         self.asm
             .emit(Insn::new(CLS_ALU64 | ALU_ADD | SRC_X, a, 9, 0, 0));
         let (sz, _) = self.rng.pick(&SIZES);
+        let mut still_pointer = true;
         if self.rng.chance(50) {
             let dst = self.reg();
             self.asm
                 .emit(Insn::new(CLS_LDX | MODE_MEM | sz, dst, a, 0, 0));
+            still_pointer = dst != a;
         } else {
-            let src = self.rng.below(10) as u8;
+            let mut src = self.value_reg();
+            if self.opts.checksum && src == a {
+                // Store a value, not the pointer.
+                src = if a == 0 { 1 } else { 0 };
+            }
             self.asm
                 .emit(Insn::new(CLS_STX | MODE_MEM | sz, a, src, 0, 0));
+        }
+        if self.opts.checksum && still_pointer {
+            self.asm
+                .emit(Insn::new(CLS_ALU64 | ALU_SUB | SRC_X, a, 9, 0, 0));
         }
     }
 
@@ -482,10 +526,10 @@ impl Gen<'_> {
             CLS_JMP32
         };
         let op = self.rng.pick(&JMP_OPS);
-        let dst = self.rng.below(10) as u8;
+        let dst = self.value_reg();
         let skip = self.asm.label();
         if self.rng.chance(50) {
-            let src = self.rng.below(10) as u8;
+            let src = self.value_reg();
             self.asm
                 .emit_to(Insn::new(class | op | SRC_X, dst, src, 0, 0), skip);
         } else {

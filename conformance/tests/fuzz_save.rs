@@ -8,8 +8,9 @@ use bpfvm::engine::backend::{Backend, CompileError, CompileOptions, CompiledCode
 use bpfvm::engine::interp::Interpreter;
 use bpfvm::engine::vmctx::VmCtx;
 use bpfvm::engine::Program;
-use bpfvm_conformance::fuzz::Checker;
-use bpfvm_conformance::generate::GenOptions;
+use bpfvm_conformance::differential::{differential_helpers, Differ};
+use bpfvm_conformance::fuzz::{case_for_seed, Checker, Divergence};
+use bpfvm_conformance::generate::{GenOptions, MEM_SIZE};
 use bpfvm_conformance::minimize::NOP;
 use bpfvm_conformance::{parse, run_case, RunOptions};
 
@@ -78,4 +79,51 @@ fn divergences_become_minimised_regression_tests() {
         run_case(&case, &OddFlip, &ropts).is_err(),
         "the faulty tier fails it:\n{data}"
     );
+}
+
+/// A saved test runs its memory at another address than the campaign did:
+/// checksum programs must not depend on where the memory lies (a program
+/// that folded r9 into r0 made this test flaky once).
+#[test]
+fn checksum_programs_replay_with_memory_elsewhere() {
+    let gen = GenOptions {
+        checksum: true,
+        ..GenOptions::default()
+    };
+    let opts = CompileOptions {
+        budget: Some(1_000_000),
+        ..CompileOptions::default()
+    };
+    let mut differ = Differ::new(
+        differential_helpers(),
+        MEM_SIZE,
+        bpfvm::engine::backend::DEFAULT_CALL_DEPTH,
+    );
+    let ropts = RunOptions::default();
+    let mut failures = Vec::new();
+    for seed in 0..1000 {
+        let (insns, mem) = case_for_seed(seed, &gen);
+        let runs = differ
+            .run_all(&insns, &mem, &[&Interpreter], &opts)
+            .expect("generated programs verify");
+        let saved = Divergence {
+            seed,
+            tier: "none",
+            difference: String::new(),
+            insns,
+            mem,
+            reference: runs[0].1.clone(),
+            budget: opts.budget,
+        };
+        let data = saved.to_data_file();
+        let case = parse("replay", &data).expect("the saved file parses");
+        // The differ's buffer is still alive: the replay's memory is elsewhere.
+        if let Err(e) = run_case(&case, &Interpreter, &ropts) {
+            if failures.is_empty() {
+                failures.push(bpfvm::engine::disasm::disassemble(&saved.insns));
+            }
+            failures.push(format!("seed {seed}: {e}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
