@@ -12,5 +12,6 @@ cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 . scripts/env.sh
 
-cargo test --workspace "$@"
+# --no-fail-fast: every failing test binary is reported, not just the first.
+cargo test --workspace --no-fail-fast "$@"
 ./scripts/check-no-llvm.sh

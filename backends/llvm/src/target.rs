@@ -2,6 +2,7 @@
 //! AOT cross-compilation and for NVPTX, the optimisation pipeline, and
 //! emission of objects and assembly.
 
+use std::ffi::{c_char, CString};
 use std::sync::OnceLock;
 
 use inkwell::module::Module;
@@ -16,7 +17,21 @@ use crate::{fail, Tier};
 /// The NVPTX triple `emit_ptx` compiles for.
 pub(crate) const NVPTX_TRIPLE: &str = "nvptx64-nvidia-cuda";
 
-/// Initialises the LLVM targets this crate uses, once per process.
+/// LLVM options set once per process, before the first compile.
+///
+/// `-instcombine-negator-enabled=false`: LLVM 19's InstCombine negator can
+/// push a negation into a loop's phi and back forever (a 32-bit `neg` of a
+/// loop-carried register that is then shifted: llvm/llvm-project#96012,
+/// fixed in LLVM 20), an endless compile that also grows memory. Without
+/// the negator `0 - x` and `y - x` stay as they are: of the 15 benchmark
+/// programs 14 compile to the same machine code, crc32 differs by a few
+/// instructions at the same speed (BENCHMARKS.md), and the hang is gone
+/// (tests/optimizer_hangs.rs).
+const LLVM_OPTIONS: [&str; 1] = ["-instcombine-negator-enabled=false"];
+
+/// Initialises the LLVM targets this crate uses and its options, once per
+/// process. The options are global to LLVM: a host that embeds LLVM for
+/// itself gets them too.
 fn init() -> Result<(), String> {
     static INIT: OnceLock<Result<(), String>> = OnceLock::new();
     INIT.get_or_init(|| {
@@ -24,9 +39,30 @@ fn init() -> Result<(), String> {
         Target::initialize_x86(&config);
         Target::initialize_aarch64(&config);
         Target::initialize_nvptx(&config);
+        set_llvm_options();
         Ok(())
     })
     .clone()
+}
+
+fn set_llvm_options() {
+    let args: Vec<CString> = std::iter::once("bpfvm")
+        .chain(LLVM_OPTIONS)
+        .map(|a| CString::new(a).expect("no NUL in the options"))
+        .collect();
+    let argv: Vec<*const c_char> = args.iter().map(|a| a.as_ptr()).collect();
+    let overview = c"bpfvm";
+    // SAFETY: argv holds args.len() valid NUL-terminated strings that live
+    // across the call; LLVM copies what it keeps. The C API parses with
+    // errors sent to a null stream (no exit on an unknown option), and
+    // this runs once per process (OnceLock), so no option occurs twice.
+    unsafe {
+        inkwell::llvm_sys::support::LLVMParseCommandLineOptions(
+            argv.len() as i32,
+            argv.as_ptr(),
+            overview.as_ptr(),
+        );
+    }
 }
 
 /// What to build a target machine for.
