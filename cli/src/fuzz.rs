@@ -5,12 +5,12 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bpfvm::engine::backend::{Backend, CompileOptions};
 use bpfvm::tier::{backend, Tier};
-use bpfvm_conformance::fuzz::{Checker, Divergence};
+use bpfvm_conformance::fuzz::{case_for_seed, Checker, Divergence};
 use bpfvm_conformance::generate::GenOptions;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -31,8 +31,21 @@ pub struct FuzzConfig {
     pub checked: bool,
     pub budget: Option<u64>,
     pub opt_level: u8,
+    /// A seed still compiling or running after this long stops the
+    /// campaign and is reported: an optimiser that does not finish is a
+    /// finding, not a reason to wait forever.
+    pub stall: Duration,
     /// Show a progress bar.
     pub progress: bool,
+}
+
+/// A seed that did not finish within [`FuzzConfig::stall`].
+#[derive(Clone, Debug)]
+pub struct Stall {
+    pub seed: u64,
+    pub after: Duration,
+    /// The program, saved as raw bytecode when `--save` was given.
+    pub saved: Option<PathBuf>,
 }
 
 /// What a campaign did.
@@ -43,10 +56,77 @@ pub struct FuzzReport {
     pub elapsed: Duration,
     pub divergences: Vec<Divergence>,
     pub saved: Vec<PathBuf>,
+    /// Set when a seed stalled; the campaign stopped there.
+    pub stalled: Option<Stall>,
+}
+
+/// State the workers share with the watchdog.
+struct Shared {
+    backends: Vec<Box<dyn Backend>>,
+    gen: GenOptions,
+    opts: CompileOptions,
+    first_seed: u64,
+    limit: u64,
+    deadline: Option<Instant>,
+    next: AtomicU64,
+    done: AtomicU64,
+    stop: AtomicBool,
+    found: Mutex<Vec<Divergence>>,
+    /// Per worker: the seed it is on and since when.
+    current: Vec<Mutex<Option<(u64, Instant)>>>,
+    bar: ProgressBar,
+}
+
+impl Shared {
+    fn worker(&self, slot: usize) {
+        let refs: Vec<&dyn Backend> = self.backends.iter().map(|b| b.as_ref()).collect();
+        let mut checker = Checker::default();
+        loop {
+            if self.stop.load(Ordering::Relaxed)
+                || self.deadline.is_some_and(|d| Instant::now() >= d)
+            {
+                break;
+            }
+            let k = self.next.fetch_add(1, Ordering::Relaxed);
+            if k >= self.limit {
+                break;
+            }
+            let seed = self.first_seed.wrapping_add(k);
+            *lock(&self.current[slot]) = Some((seed, Instant::now()));
+            let result = checker.check_seed(seed, &self.gen, &refs, &self.opts);
+            *lock(&self.current[slot]) = None;
+            if let Err(d) = result {
+                self.bar.println(format!(
+                    "seed {}: {} differs: {}",
+                    d.seed, d.tier, d.difference
+                ));
+                let mut f = lock(&self.found);
+                f.push(*d);
+                self.bar.set_message(format!("{} divergences", f.len()));
+            }
+            self.done.fetch_add(1, Ordering::Relaxed);
+            self.bar.inc(1);
+        }
+    }
+
+    /// The oldest seed in progress for longer than `stall`.
+    fn stalled(&self, stall: Duration) -> Option<(u64, Duration)> {
+        self.current
+            .iter()
+            .filter_map(|c| *lock(c))
+            .map(|(seed, since)| (seed, since.elapsed()))
+            .filter(|(_, t)| *t >= stall)
+            .max_by_key(|(_, t)| *t)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Runs the campaign: seeds `seed, seed + 1, ...` shared among `jobs`
-/// threads until the count or the duration is reached.
+/// threads until the count or the duration is reached, or until a seed
+/// stalls.
 pub fn run(config: &FuzzConfig) -> Result<FuzzReport, CliError> {
     let mut backends: Vec<Box<dyn Backend>> = vec![backend(Tier::Interp)?];
     for &t in &config.tiers {
@@ -59,18 +139,25 @@ pub fn run(config: &FuzzConfig) -> Result<FuzzReport, CliError> {
             "--tiers must name a tier besides interp".into(),
         ));
     }
-    let gen = GenOptions {
-        out_of_bounds: config.checked,
-        checksum: true,
-        ..GenOptions::default()
-    };
+    run_backends(backends, config)
+}
+
+/// [`run`] on given backends (the interpreter first).
+///
+/// The workers are detached threads: when a seed stalls, the campaign
+/// returns without waiting for it (a compile inside LLVM cannot be
+/// interrupted), and that thread ends with the process.
+pub fn run_backends(
+    backends: Vec<Box<dyn Backend>>,
+    config: &FuzzConfig,
+) -> Result<FuzzReport, CliError> {
+    let gen = generator_options(config.checked);
     let opts = CompileOptions {
         checked: config.checked,
         budget: config.budget,
         opt_level: config.opt_level,
         ..CompileOptions::default()
     };
-    let limit = config.count.unwrap_or(u64::MAX);
     let bar = if config.progress {
         let bar = match config.count {
             Some(n) => ProgressBar::new(n),
@@ -85,66 +172,103 @@ pub fn run(config: &FuzzConfig) -> Result<FuzzReport, CliError> {
     } else {
         ProgressBar::hidden()
     };
-    let next = AtomicU64::new(0);
-    let done = AtomicU64::new(0);
-    let stop = AtomicBool::new(false);
-    let found: Mutex<Vec<Divergence>> = Mutex::new(Vec::new());
+    let jobs = config.jobs.max(1);
     let start = Instant::now();
-    let refs: Vec<&dyn Backend> = backends.iter().map(|b| b.as_ref()).collect();
-    std::thread::scope(|s| {
-        for _ in 0..config.jobs.max(1) {
-            s.spawn(|| {
-                let mut checker = Checker::default();
-                loop {
-                    if stop.load(Ordering::Relaxed) {
-                        return;
-                    }
-                    if config.duration.is_some_and(|d| start.elapsed() >= d) {
-                        return;
-                    }
-                    let k = next.fetch_add(1, Ordering::Relaxed);
-                    if k >= limit {
-                        return;
-                    }
-                    if let Err(d) =
-                        checker.check_seed(config.seed.wrapping_add(k), &gen, &refs, &opts)
-                    {
-                        bar.println(format!(
-                            "seed {}: {} differs: {}",
-                            d.seed, d.tier, d.difference
-                        ));
-                        let mut f = found.lock().unwrap_or_else(|p| p.into_inner());
-                        f.push(*d);
-                        bar.set_message(format!("{} divergences", f.len()));
-                    }
-                    done.fetch_add(1, Ordering::Relaxed);
-                    bar.inc(1);
-                }
-            });
-        }
+    let shared = Arc::new(Shared {
+        backends,
+        gen: gen.clone(),
+        opts,
+        first_seed: config.seed,
+        limit: config.count.unwrap_or(u64::MAX),
+        deadline: config.duration.map(|d| start + d),
+        next: AtomicU64::new(0),
+        done: AtomicU64::new(0),
+        stop: AtomicBool::new(false),
+        found: Mutex::new(Vec::new()),
+        current: (0..jobs).map(|_| Mutex::new(None)).collect(),
+        bar: bar.clone(),
     });
+    let workers: Vec<_> = (0..jobs)
+        .map(|slot| {
+            let shared = shared.clone();
+            std::thread::spawn(move || shared.worker(slot))
+        })
+        .collect();
+    let mut stalled = None;
+    while !workers.iter().all(|w| w.is_finished()) {
+        if let Some((seed, after)) = shared.stalled(config.stall) {
+            shared.stop.store(true, Ordering::Relaxed);
+            bar.println(format!(
+                "seed {seed}: no result after {:.1} s: stopping",
+                after.as_secs_f64()
+            ));
+            stalled = Some((seed, after));
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if stalled.is_none() {
+        for w in workers {
+            // A worker that panicked is a bug in a tier: report it.
+            w.join().map_err(|_| {
+                CliError::Usage("a fuzzing worker panicked (see the message above)".into())
+            })?;
+        }
+    }
     bar.finish_and_clear();
-    stop.store(true, Ordering::Relaxed);
-    let mut divergences = found.into_inner().unwrap_or_else(|p| p.into_inner());
+    let mut divergences = std::mem::take(&mut *lock(&shared.found));
     divergences.sort_by_key(|d| d.seed);
     let mut saved = Vec::new();
+    let mut stall = None;
     if let Some(dir) = &config.save {
         std::fs::create_dir_all(dir)
             .map_err(|e| CliError::Usage(format!("cannot create {}: {e}", dir.display())))?;
         for d in &divergences {
             let path = dir.join(format!("fuzz-{}-seed-{}.data", d.tier, d.seed));
-            std::fs::write(&path, d.to_data_file())
-                .map_err(|e| CliError::Usage(format!("cannot write {}: {e}", path.display())))?;
+            write(&path, d.to_data_file().as_bytes())?;
             saved.push(path);
         }
     }
+    if let Some((seed, after)) = stalled {
+        let saved = match &config.save {
+            Some(dir) => {
+                let (insns, _) = case_for_seed(seed, &gen);
+                let bytes: Vec<u8> = insns
+                    .iter()
+                    .flat_map(|i| i.to_u64().to_le_bytes())
+                    .collect();
+                let path = dir.join(format!("fuzz-stall-seed-{seed}.bin"));
+                write(&path, &bytes)?;
+                Some(path)
+            }
+            None => None,
+        };
+        stall = Some(Stall { seed, after, saved });
+    }
     Ok(FuzzReport {
-        programs: done.load(Ordering::Relaxed),
+        programs: shared.done.load(Ordering::Relaxed),
         first_seed: config.seed,
         elapsed: start.elapsed(),
         divergences,
         saved,
+        stalled: stall,
     })
+}
+
+/// What campaigns generate: programs that end with a checksum (so that a
+/// divergence saves as a `.data` test), out-of-bounds accesses only when
+/// checked.
+fn generator_options(checked: bool) -> GenOptions {
+    GenOptions {
+        out_of_bounds: checked,
+        checksum: true,
+        ..GenOptions::default()
+    }
+}
+
+fn write(path: &std::path::Path, bytes: &[u8]) -> Result<(), CliError> {
+    std::fs::write(path, bytes)
+        .map_err(|e| CliError::Usage(format!("cannot write {}: {e}", path.display())))
 }
 
 /// Parses durations like `90s`, `10m`, `2h` or a number of seconds.
@@ -194,10 +318,65 @@ mod tests {
             checked: true,
             budget: Some(100_000),
             opt_level: 1,
+            stall: Duration::from_secs(600),
             progress: false,
         };
         let r = run(&config).expect("runs");
         assert_eq!(r.programs, 50);
         assert!(r.divergences.is_empty(), "{:?}", r.divergences);
+        assert!(r.stalled.is_none());
+    }
+
+    /// A tier whose compile takes far longer than the stall limit.
+    struct Slow;
+    impl Backend for Slow {
+        fn name(&self) -> &'static str {
+            "slow"
+        }
+        fn compile(
+            &self,
+            p: &std::sync::Arc<bpfvm::engine::Program>,
+            o: &CompileOptions,
+        ) -> Result<
+            Box<dyn bpfvm::engine::backend::CompiledCode>,
+            bpfvm::engine::backend::CompileError,
+        > {
+            std::thread::sleep(Duration::from_secs(5));
+            bpfvm::engine::interp::Interpreter.compile(p, o)
+        }
+    }
+
+    #[test]
+    fn a_seed_that_does_not_finish_stops_the_campaign() {
+        let dir = std::env::temp_dir().join(format!("bpfvm-fuzz-stall-{}", std::process::id()));
+        let config = FuzzConfig {
+            tiers: Vec::new(),
+            count: Some(10),
+            duration: None,
+            seed: 42,
+            jobs: 1,
+            save: Some(dir.clone()),
+            checked: true,
+            budget: Some(100_000),
+            opt_level: 1,
+            stall: Duration::from_millis(300),
+            progress: false,
+        };
+        let started = Instant::now();
+        let backends: Vec<Box<dyn Backend>> =
+            vec![Box::new(bpfvm::engine::interp::Interpreter), Box::new(Slow)];
+        let r = run_backends(backends, &config).expect("runs");
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "waited for the stuck compile"
+        );
+        let s = r.stalled.expect("the first seed stalls");
+        assert_eq!(s.seed, 42);
+        assert!(s.after >= Duration::from_millis(300));
+        assert_eq!(r.programs, 0);
+        let bin = std::fs::read(s.saved.expect("saved")).expect("readable");
+        let (insns, _) = case_for_seed(42, &generator_options(true));
+        assert_eq!(bin.len(), insns.len() * 8);
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -147,6 +147,11 @@ struct FuzzArgs {
     /// Optimisation level of the tiers under test.
     #[arg(long, value_name = "N", default_value_t = 3)]
     opt: u8,
+    /// Stop and report a seed that has not finished after this long (a
+    /// compile that does not end); with --save its program is written as
+    /// DIR/fuzz-stall-seed-<seed>.bin.
+    #[arg(long, value_name = "D", default_value = "120s", value_parser = bpfvm_cli::fuzz::parse_duration)]
+    stall: std::time::Duration,
     /// Print a JSON summary instead of text.
     #[arg(long)]
     json: bool,
@@ -580,9 +585,17 @@ fn fuzz(args: FuzzArgs) -> Result<u8> {
         checked: !args.unchecked,
         budget: Some(args.budget),
         opt_level: args.opt,
+        stall: args.stall,
         progress: !args.json && std::io::stderr().is_terminal(),
     };
     let report = bpfvm_cli::fuzz::run(&config)?;
+    let stalled = report.stalled.as_ref().map(|s| {
+        json!({
+            "seed": s.seed,
+            "seconds": s.after.as_secs_f64(),
+            "saved": s.saved.as_ref().map(|p| p.display().to_string()),
+        })
+    });
     let tiers: Vec<&str> = args.tiers.iter().map(|t| t.name()).collect();
     if args.json {
         let v = json!({
@@ -597,6 +610,7 @@ fn fuzz(args: FuzzArgs) -> Result<u8> {
                 "seed": d.seed, "tier": d.tier, "difference": d.difference
             })).collect::<Vec<_>>(),
             "saved": report.saved.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+            "stalled": stalled,
         });
         print(&format!("{v}\n"))?;
     } else {
@@ -612,12 +626,29 @@ fn fuzz(args: FuzzArgs) -> Result<u8> {
         for p in &report.saved {
             print(&format!("saved {}\n", p.display()))?;
         }
+        if let Some(s) = &report.stalled {
+            print(&format!(
+                "seed {} did not finish within {:.1} s (stopped there); reproduce with \
+                 `bpfvm fuzz --seed {} --count 1 --tiers {} --opt {}{}`\n",
+                s.seed,
+                s.after.as_secs_f64(),
+                s.seed,
+                tiers.join(","),
+                args.opt,
+                if args.unchecked { " --unchecked" } else { "" },
+            ))?;
+            if let Some(p) = &s.saved {
+                print(&format!("saved its program as {}\n", p.display()))?;
+            }
+        }
     }
-    Ok(if report.divergences.is_empty() {
-        EXIT_OK
-    } else {
-        EXIT_TRAPPED
-    })
+    Ok(
+        if report.divergences.is_empty() && report.stalled.is_none() {
+            EXIT_OK
+        } else {
+            EXIT_TRAPPED
+        },
+    )
 }
 
 fn emit_error(e: emit::EmitError) -> CliError {
