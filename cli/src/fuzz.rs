@@ -3,6 +3,7 @@
 //! are minimised and saved as `.data` files that the conformance harness
 //! runs unchanged.
 
+use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -58,6 +59,27 @@ pub struct FuzzReport {
     pub saved: Vec<PathBuf>,
     /// Set when a seed stalled; the campaign stopped there.
     pub stalled: Option<Stall>,
+    /// Set when a tier panicked; the campaign stopped there.
+    pub panic: Option<Panic>,
+}
+
+/// A tier that panicked on a seed (a bug: tiers report errors as values).
+#[derive(Clone, Debug)]
+pub struct Panic {
+    pub seed: u64,
+    pub message: String,
+}
+
+/// What the workers have finished, kept under one lock so that the
+/// report's count and its divergences always agree.
+#[derive(Default)]
+struct Results {
+    done: u64,
+    divergences: Vec<Divergence>,
+    panic: Option<Panic>,
+    /// Set when the campaign reports a stall: results that arrive later
+    /// (from seeds still running) are not counted.
+    closed: bool,
 }
 
 /// State the workers share with the watchdog.
@@ -69,10 +91,10 @@ struct Shared {
     limit: u64,
     deadline: Option<Instant>,
     next: AtomicU64,
-    done: AtomicU64,
     stop: AtomicBool,
-    found: Mutex<Vec<Divergence>>,
-    /// Per worker: the seed it is on and since when.
+    results: Mutex<Results>,
+    /// Per worker: the seed it is on and when it last made progress (a
+    /// run of the tiers started).
     current: Vec<Mutex<Option<(u64, Instant)>>>,
     bar: ProgressBar,
 }
@@ -92,24 +114,43 @@ impl Shared {
                 break;
             }
             let seed = self.first_seed.wrapping_add(k);
-            *lock(&self.current[slot]) = Some((seed, Instant::now()));
-            let result = checker.check_seed(seed, &self.gen, &refs, &self.opts);
+            let mut beat = || *lock(&self.current[slot]) = Some((seed, Instant::now()));
+            let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                checker.check_seed_with_progress(seed, &self.gen, &refs, &self.opts, &mut beat)
+            }));
             *lock(&self.current[slot]) = None;
-            if let Err(d) = result {
-                self.bar.println(format!(
-                    "seed {}: {} differs: {}",
-                    d.seed, d.tier, d.difference
-                ));
-                let mut f = lock(&self.found);
-                f.push(*d);
-                self.bar.set_message(format!("{} divergences", f.len()));
+            let mut r = lock(&self.results);
+            if r.closed {
+                return;
             }
-            self.done.fetch_add(1, Ordering::Relaxed);
+            match result {
+                Ok(Ok(())) => {}
+                Ok(Err(d)) => {
+                    self.bar.println(format!(
+                        "seed {}: {} differs: {}",
+                        d.seed, d.tier, d.difference
+                    ));
+                    r.divergences.push(*d);
+                    self.bar
+                        .set_message(format!("{} divergences", r.divergences.len()));
+                }
+                Err(payload) => {
+                    let message = payload
+                        .downcast_ref::<&str>()
+                        .map(|m| m.to_string())
+                        .or_else(|| payload.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "(no message)".into());
+                    r.panic.get_or_insert(Panic { seed, message });
+                    self.stop.store(true, Ordering::Relaxed);
+                    return;
+                }
+            }
+            r.done += 1;
             self.bar.inc(1);
         }
     }
 
-    /// The oldest seed in progress for longer than `stall`.
+    /// The seed longest without progress, if that is longer than `stall`.
     fn stalled(&self, stall: Duration) -> Option<(u64, Duration)> {
         self.current
             .iter()
@@ -172,6 +213,9 @@ pub fn run_backends(
     } else {
         ProgressBar::hidden()
     };
+    if config.stall.is_zero() {
+        return Err(CliError::Usage("--stall must be longer than zero".into()));
+    }
     let jobs = config.jobs.max(1);
     let start = Instant::now();
     let shared = Arc::new(Shared {
@@ -182,9 +226,8 @@ pub fn run_backends(
         limit: config.count.unwrap_or(u64::MAX),
         deadline: config.duration.map(|d| start + d),
         next: AtomicU64::new(0),
-        done: AtomicU64::new(0),
         stop: AtomicBool::new(false),
-        found: Mutex::new(Vec::new()),
+        results: Mutex::new(Results::default()),
         current: (0..jobs).map(|_| Mutex::new(None)).collect(),
         bar: bar.clone(),
     });
@@ -198,8 +241,9 @@ pub fn run_backends(
     while !workers.iter().all(|w| w.is_finished()) {
         if let Some((seed, after)) = shared.stalled(config.stall) {
             shared.stop.store(true, Ordering::Relaxed);
+            lock(&shared.results).closed = true;
             bar.println(format!(
-                "seed {seed}: no result after {:.1} s: stopping",
+                "seed {seed}: no progress for {:.1} s: stopping",
                 after.as_secs_f64()
             ));
             stalled = Some((seed, after));
@@ -209,14 +253,17 @@ pub fn run_backends(
     }
     if stalled.is_none() {
         for w in workers {
-            // A worker that panicked is a bug in a tier: report it.
-            w.join().map_err(|_| {
-                CliError::Usage("a fuzzing worker panicked (see the message above)".into())
-            })?;
+            // Workers catch the tiers' panics: this is the campaign's own.
+            w.join()
+                .map_err(|_| CliError::Usage("a fuzzing worker panicked".into()))?;
         }
     }
     bar.finish_and_clear();
-    let mut divergences = std::mem::take(&mut *lock(&shared.found));
+    let (done, mut divergences, panic) = {
+        let mut r = lock(&shared.results);
+        r.closed = true;
+        (r.done, std::mem::take(&mut r.divergences), r.panic.take())
+    };
     divergences.sort_by_key(|d| d.seed);
     let mut saved = Vec::new();
     let mut stall = None;
@@ -246,12 +293,13 @@ pub fn run_backends(
         stall = Some(Stall { seed, after, saved });
     }
     Ok(FuzzReport {
-        programs: shared.done.load(Ordering::Relaxed),
+        programs: done,
         first_seed: config.seed,
         elapsed: start.elapsed(),
         divergences,
         saved,
         stalled: stall,
+        panic,
     })
 }
 
@@ -344,6 +392,106 @@ mod tests {
             std::thread::sleep(Duration::from_secs(5));
             bpfvm::engine::interp::Interpreter.compile(p, o)
         }
+    }
+
+    /// A tier that panics on every program.
+    struct Panics;
+    impl Backend for Panics {
+        fn name(&self) -> &'static str {
+            "panics"
+        }
+        fn compile(
+            &self,
+            _: &std::sync::Arc<bpfvm::engine::Program>,
+            _: &CompileOptions,
+        ) -> Result<
+            Box<dyn bpfvm::engine::backend::CompiledCode>,
+            bpfvm::engine::backend::CompileError,
+        > {
+            panic!("tier bug")
+        }
+    }
+
+    /// A tier 5 ms slow per compile whose results are off by one: every
+    /// program that does not trap diverges and is minimised, hundreds of
+    /// compiles in all, far past the stall limit for the seed as a whole.
+    struct SlowOffByOne;
+    struct OffByOne(Box<dyn bpfvm::engine::backend::CompiledCode>);
+    impl Backend for SlowOffByOne {
+        fn name(&self) -> &'static str {
+            "slow-off-by-one"
+        }
+        fn compile(
+            &self,
+            p: &std::sync::Arc<bpfvm::engine::Program>,
+            o: &CompileOptions,
+        ) -> Result<
+            Box<dyn bpfvm::engine::backend::CompiledCode>,
+            bpfvm::engine::backend::CompileError,
+        > {
+            std::thread::sleep(Duration::from_millis(5));
+            Ok(Box::new(OffByOne(
+                bpfvm::engine::interp::Interpreter.compile(p, o)?,
+            )))
+        }
+    }
+    impl bpfvm::engine::backend::CompiledCode for OffByOne {
+        fn tier(&self) -> &'static str {
+            "slow-off-by-one"
+        }
+        fn options(&self) -> &CompileOptions {
+            self.0.options()
+        }
+        unsafe fn call(&self, ctx: *mut bpfvm::engine::vmctx::VmCtx, r1: u64, r2: u64) -> u64 {
+            // SAFETY: forwarded under the caller's guarantees.
+            unsafe { self.0.call(ctx, r1, r2) }.wrapping_add(1)
+        }
+    }
+
+    fn config(seed: u64, count: u64, stall: Duration, save: Option<PathBuf>) -> FuzzConfig {
+        FuzzConfig {
+            tiers: Vec::new(),
+            count: Some(count),
+            duration: None,
+            seed,
+            jobs: 1,
+            save,
+            checked: true,
+            budget: Some(100_000),
+            opt_level: 1,
+            stall,
+            progress: false,
+        }
+    }
+
+    #[test]
+    fn a_panicking_tier_is_reported_with_its_seed() {
+        let backends: Vec<Box<dyn Backend>> = vec![
+            Box::new(bpfvm::engine::interp::Interpreter),
+            Box::new(Panics),
+        ];
+        let r = run_backends(backends, &config(7, 5, Duration::from_secs(60), None)).expect("runs");
+        let p = r.panic.expect("reported");
+        assert_eq!((p.seed, p.message.as_str()), (7, "tier bug"));
+        assert_eq!(r.programs, 0);
+        assert!(r.stalled.is_none());
+    }
+
+    #[test]
+    fn a_long_minimisation_is_progress_not_a_stall() {
+        let backends: Vec<Box<dyn Backend>> = vec![
+            Box::new(bpfvm::engine::interp::Interpreter),
+            Box::new(SlowOffByOne),
+        ];
+        let r =
+            run_backends(backends, &config(1, 3, Duration::from_millis(400), None)).expect("runs");
+        assert!(r.stalled.is_none(), "{:?}", r.stalled);
+        assert_eq!(r.programs, 3);
+        assert!(!r.divergences.is_empty(), "the off-by-one tier diverges");
+        assert!(
+            r.elapsed > Duration::from_millis(400),
+            "minimising took longer than the limit"
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use bpfvm::engine::disasm;
 use bpfvm::engine::instr::Instr;
 use bpfvm::engine::isa::encode_program;
 use bpfvm::tier::Tier;
-use bpfvm_cli::error::{EXIT_OK, EXIT_TRAPPED};
+use bpfvm_cli::error::{EXIT_INTERNAL, EXIT_OK, EXIT_TRAPPED};
 use bpfvm_cli::exec::{self, EngineRun, TierChoice};
 use bpfvm_cli::hex;
 use bpfvm_cli::input::{self, Format, Loaded};
@@ -147,9 +147,9 @@ struct FuzzArgs {
     /// Optimisation level of the tiers under test.
     #[arg(long, value_name = "N", default_value_t = 3)]
     opt: u8,
-    /// Stop and report a seed that has not finished after this long (a
-    /// compile that does not end); with --save its program is written as
-    /// DIR/fuzz-stall-seed-<seed>.bin.
+    /// Stop and report a seed whose compile or run has not finished after
+    /// this long (minimising a divergence counts as progress); with --save
+    /// its program is written as DIR/fuzz-stall-seed-<seed>.bin.
     #[arg(long, value_name = "D", default_value = "120s", value_parser = bpfvm_cli::fuzz::parse_duration)]
     stall: std::time::Duration,
     /// Print a JSON summary instead of text.
@@ -611,6 +611,7 @@ fn fuzz(args: FuzzArgs) -> Result<u8> {
             })).collect::<Vec<_>>(),
             "saved": report.saved.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
             "stalled": stalled,
+            "panic": report.panic.as_ref().map(|p| json!({"seed": p.seed, "message": p.message})),
         });
         print(&format!("{v}\n"))?;
     } else {
@@ -628,19 +629,29 @@ fn fuzz(args: FuzzArgs) -> Result<u8> {
         }
         if let Some(s) = &report.stalled {
             print(&format!(
-                "seed {} did not finish within {:.1} s (stopped there); reproduce with \
-                 `bpfvm fuzz --seed {} --count 1 --tiers {} --opt {}{}`\n",
+                "seed {} made no progress for {:.1} s (stopped there); reproduce with \
+                 `bpfvm fuzz --seed {} --count 1 --tiers {} --opt {} --budget {}{}`\n",
                 s.seed,
                 s.after.as_secs_f64(),
                 s.seed,
                 tiers.join(","),
                 args.opt,
+                args.budget,
                 if args.unchecked { " --unchecked" } else { "" },
             ))?;
             if let Some(p) = &s.saved {
                 print(&format!("saved its program as {}\n", p.display()))?;
             }
         }
+        if let Some(p) = &report.panic {
+            print(&format!(
+                "seed {}: a tier panicked (stopped there): {}\n",
+                p.seed, p.message
+            ))?;
+        }
+    }
+    if report.panic.is_some() {
+        return Ok(EXIT_INTERNAL);
     }
     Ok(
         if report.divergences.is_empty() && report.stalled.is_none() {

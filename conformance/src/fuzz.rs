@@ -76,6 +76,21 @@ impl Checker {
         backends: &[&dyn Backend],
         opts: &CompileOptions,
     ) -> Result<(), Box<Divergence>> {
+        self.check_seed_with_progress(seed, gen, backends, opts, &mut || {})
+    }
+
+    /// [`Checker::check_seed`], calling `progress` before every run of the
+    /// tiers (the first comparison and each minimisation attempt), so that
+    /// a watchdog can tell a long minimisation from a compile that hangs.
+    pub fn check_seed_with_progress(
+        &mut self,
+        seed: u64,
+        gen: &GenOptions,
+        backends: &[&dyn Backend],
+        opts: &CompileOptions,
+        progress: &mut dyn FnMut(),
+    ) -> Result<(), Box<Divergence>> {
+        progress();
         let (insns, mem) = case_for_seed(seed, gen);
         let found = match self.first_difference(&insns, &mem, backends, opts) {
             Ok(f) => f,
@@ -86,11 +101,11 @@ impl Checker {
         let Some((tier, diff, _)) = found else {
             return Ok(());
         };
-        let small = minimize(
-            &insns,
-            2000,
-            |candidate| matches!(self.first_difference(candidate, &mem, backends, opts), Ok(Some((t, _, _))) if t == tier),
-        );
+        let small = minimize(&insns, 2000, |candidate| {
+            progress();
+            matches!(self.first_difference(candidate, &mem, backends, opts), Ok(Some((t, _, _))) if t == tier)
+        });
+        progress();
         let (difference, reference) = match self.first_difference(&small, &mem, backends, opts) {
             Ok(Some((_, d, r))) => (d, r),
             _ => (diff, empty_observed()),

@@ -392,11 +392,16 @@ impl Gen<'_> {
     /// (stack), usually inside the region.
     fn offset(&mut self, stack: bool, size: usize) -> i16 {
         if self.opts.out_of_bounds && self.rng.chance(3) {
-            return if stack {
+            // With a checksum, never far enough past either end to reach
+            // the other allocation (memory or stack), where the access
+            // would be allowed or not depending on where that lies. This
+            // counts on the allocator leaving at least 16 bytes (glibc's
+            // chunk header) between two allocations.
+            return if stack && self.opts.checksum {
+                self.rng.pick(&[0i16, 8, -520, -513])
+            } else if stack {
                 self.rng.pick(&[0i16, 8, -520, -513, 504])
             } else if self.opts.checksum {
-                // Never far enough to reach another allocation (the stack):
-                // whether that is a region depends on where it lies.
                 self.rng
                     .pick(&[-1i16, -8, MEM_SIZE as i16, (MEM_SIZE - 4) as i16])
             } else {
