@@ -375,77 +375,50 @@ mod tests {
         assert!(r.stalled.is_none());
     }
 
-    /// A tier whose compile takes far longer than the stall limit.
-    struct Slow;
-    impl Backend for Slow {
+    use bpfvm::engine::backend::{CompileError, CompiledCode};
+    use bpfvm::engine::interp::Interpreter;
+    use bpfvm::engine::vmctx::VmCtx;
+
+    /// A test tier: the interpreter, compiled after `delay`, with `add`
+    /// added to every result; `panics` makes every compile panic.
+    struct TestTier {
+        delay: Duration,
+        add: u64,
+        panics: bool,
+    }
+    struct Added(Box<dyn CompiledCode>, u64);
+
+    impl Backend for TestTier {
         fn name(&self) -> &'static str {
-            "slow"
+            "test"
         }
         fn compile(
             &self,
-            p: &std::sync::Arc<bpfvm::engine::Program>,
+            p: &Arc<bpfvm::engine::Program>,
             o: &CompileOptions,
-        ) -> Result<
-            Box<dyn bpfvm::engine::backend::CompiledCode>,
-            bpfvm::engine::backend::CompileError,
-        > {
-            std::thread::sleep(Duration::from_secs(5));
-            bpfvm::engine::interp::Interpreter.compile(p, o)
+        ) -> Result<Box<dyn CompiledCode>, CompileError> {
+            std::thread::sleep(self.delay);
+            assert!(!self.panics, "tier bug");
+            Ok(Box::new(Added(Interpreter.compile(p, o)?, self.add)))
         }
     }
 
-    /// A tier that panics on every program.
-    struct Panics;
-    impl Backend for Panics {
-        fn name(&self) -> &'static str {
-            "panics"
-        }
-        fn compile(
-            &self,
-            _: &std::sync::Arc<bpfvm::engine::Program>,
-            _: &CompileOptions,
-        ) -> Result<
-            Box<dyn bpfvm::engine::backend::CompiledCode>,
-            bpfvm::engine::backend::CompileError,
-        > {
-            panic!("tier bug")
-        }
-    }
-
-    /// A tier 5 ms slow per compile whose results are off by one: every
-    /// program that does not trap diverges and is minimised, hundreds of
-    /// compiles in all, far past the stall limit for the seed as a whole.
-    struct SlowOffByOne;
-    struct OffByOne(Box<dyn bpfvm::engine::backend::CompiledCode>);
-    impl Backend for SlowOffByOne {
-        fn name(&self) -> &'static str {
-            "slow-off-by-one"
-        }
-        fn compile(
-            &self,
-            p: &std::sync::Arc<bpfvm::engine::Program>,
-            o: &CompileOptions,
-        ) -> Result<
-            Box<dyn bpfvm::engine::backend::CompiledCode>,
-            bpfvm::engine::backend::CompileError,
-        > {
-            std::thread::sleep(Duration::from_millis(5));
-            Ok(Box::new(OffByOne(
-                bpfvm::engine::interp::Interpreter.compile(p, o)?,
-            )))
-        }
-    }
-    impl bpfvm::engine::backend::CompiledCode for OffByOne {
+    impl CompiledCode for Added {
         fn tier(&self) -> &'static str {
-            "slow-off-by-one"
+            "test"
         }
         fn options(&self) -> &CompileOptions {
             self.0.options()
         }
-        unsafe fn call(&self, ctx: *mut bpfvm::engine::vmctx::VmCtx, r1: u64, r2: u64) -> u64 {
+        unsafe fn call(&self, ctx: *mut VmCtx, r1: u64, r2: u64) -> u64 {
             // SAFETY: forwarded under the caller's guarantees.
-            unsafe { self.0.call(ctx, r1, r2) }.wrapping_add(1)
+            unsafe { self.0.call(ctx, r1, r2) }.wrapping_add(self.1)
         }
+    }
+
+    /// The interpreter against `tier`.
+    fn against(tier: TestTier) -> Vec<Box<dyn Backend>> {
+        vec![Box::new(Interpreter), Box::new(tier)]
     }
 
     fn config(seed: u64, count: u64, stall: Duration, save: Option<PathBuf>) -> FuzzConfig {
@@ -466,10 +439,12 @@ mod tests {
 
     #[test]
     fn a_panicking_tier_is_reported_with_its_seed() {
-        let backends: Vec<Box<dyn Backend>> = vec![
-            Box::new(bpfvm::engine::interp::Interpreter),
-            Box::new(Panics),
-        ];
+        // A tier that panics on every program.
+        let backends = against(TestTier {
+            delay: Duration::ZERO,
+            add: 0,
+            panics: true,
+        });
         let r = run_backends(backends, &config(7, 5, Duration::from_secs(60), None)).expect("runs");
         let p = r.panic.expect("reported");
         assert_eq!((p.seed, p.message.as_str()), (7, "tier bug"));
@@ -479,10 +454,14 @@ mod tests {
 
     #[test]
     fn a_long_minimisation_is_progress_not_a_stall() {
-        let backends: Vec<Box<dyn Backend>> = vec![
-            Box::new(bpfvm::engine::interp::Interpreter),
-            Box::new(SlowOffByOne),
-        ];
+        // 5 ms per compile and results off by one: every program that does
+        // not trap diverges and is minimised, hundreds of compiles in all,
+        // far past the stall limit for the seed as a whole.
+        let backends = against(TestTier {
+            delay: Duration::from_millis(5),
+            add: 1,
+            panics: false,
+        });
         let r =
             run_backends(backends, &config(1, 3, Duration::from_millis(400), None)).expect("runs");
         assert!(r.stalled.is_none(), "{:?}", r.stalled);
@@ -497,22 +476,14 @@ mod tests {
     #[test]
     fn a_seed_that_does_not_finish_stops_the_campaign() {
         let dir = std::env::temp_dir().join(format!("bpfvm-fuzz-stall-{}", std::process::id()));
-        let config = FuzzConfig {
-            tiers: Vec::new(),
-            count: Some(10),
-            duration: None,
-            seed: 42,
-            jobs: 1,
-            save: Some(dir.clone()),
-            checked: true,
-            budget: Some(100_000),
-            opt_level: 1,
-            stall: Duration::from_millis(300),
-            progress: false,
-        };
+        let config = config(42, 10, Duration::from_millis(300), Some(dir.clone()));
         let started = Instant::now();
-        let backends: Vec<Box<dyn Backend>> =
-            vec![Box::new(bpfvm::engine::interp::Interpreter), Box::new(Slow)];
+        // A compile that takes far longer than the stall limit.
+        let backends = against(TestTier {
+            delay: Duration::from_secs(5),
+            add: 0,
+            panics: false,
+        });
         let r = run_backends(backends, &config).expect("runs");
         assert!(
             started.elapsed() < Duration::from_secs(4),

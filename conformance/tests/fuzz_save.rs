@@ -49,8 +49,8 @@ impl CompiledCode for OddFlipCode {
     }
 }
 
-#[test]
-fn divergences_become_minimised_regression_tests() {
+/// What `bpfvm fuzz` generates and compiles with (checked, with a budget).
+fn campaign_options() -> (GenOptions, CompileOptions) {
     let gen = GenOptions {
         checksum: true,
         ..GenOptions::default()
@@ -59,6 +59,12 @@ fn divergences_become_minimised_regression_tests() {
         budget: Some(1_000_000),
         ..CompileOptions::default()
     };
+    (gen, opts)
+}
+
+#[test]
+fn divergences_become_minimised_regression_tests() {
+    let (gen, opts) = campaign_options();
     let backends: [&dyn Backend; 2] = [&Interpreter, &OddFlip];
     let mut checker = Checker::default();
     let d = (0..200)
@@ -86,14 +92,7 @@ fn divergences_become_minimised_regression_tests() {
 /// that folded r9 into r0 made this test flaky once).
 #[test]
 fn checksum_programs_replay_with_memory_elsewhere() {
-    let gen = GenOptions {
-        checksum: true,
-        ..GenOptions::default()
-    };
-    let opts = CompileOptions {
-        budget: Some(1_000_000),
-        ..CompileOptions::default()
-    };
+    let (gen, opts) = campaign_options();
     let mut differ = Differ::new(
         differential_helpers(),
         MEM_SIZE,
