@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use bpfvm::engine::backend::{Backend, CompileOptions};
 use bpfvm::tier::{backend, Tier};
-use bpfvm_conformance::fuzz::{case_for_seed, Checker, Divergence};
+use bpfvm_conformance::fuzz::{case_for_seed, seed_as_data_file, Checker, Divergence};
 use bpfvm_conformance::generate::GenOptions;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -314,6 +314,39 @@ fn generator_options(checked: bool) -> GenOptions {
     }
 }
 
+/// Writes the programs of seeds `first..first + count` as conformance
+/// `.data` tests in `dir` (`gen-seed-<seed>.data`), each with the
+/// interpreter's outcome as its expectation: what campaigns generate, with
+/// helper calls only when `helpers` (other VMs and the PTX kernel have no
+/// helper 1, the mix helper). Returns the paths written.
+pub fn write_generated(
+    dir: &std::path::Path,
+    first: u64,
+    count: u64,
+    helpers: bool,
+    checked: bool,
+) -> Result<Vec<std::path::PathBuf>, CliError> {
+    let gen = GenOptions {
+        helpers,
+        ..generator_options(checked)
+    };
+    let opts = CompileOptions {
+        checked,
+        ..CompileOptions::default()
+    };
+    std::fs::create_dir_all(dir)
+        .map_err(|e| CliError::Usage(format!("cannot create {}: {e}", dir.display())))?;
+    let mut paths = Vec::new();
+    for seed in first..first.saturating_add(count) {
+        let text = seed_as_data_file(seed, &gen, &opts)
+            .map_err(|e| CliError::Usage(format!("seed {seed}: generator bug: {e}")))?;
+        let path = dir.join(format!("gen-seed-{seed}.data"));
+        write(&path, text.as_bytes())?;
+        paths.push(path);
+    }
+    Ok(paths)
+}
+
 fn write(path: &std::path::Path, bytes: &[u8]) -> Result<(), CliError> {
     std::fs::write(path, bytes)
         .map_err(|e| CliError::Usage(format!("cannot write {}: {e}", path.display())))
@@ -373,6 +406,43 @@ mod tests {
         assert_eq!(r.programs, 50);
         assert!(r.divergences.is_empty(), "{:?}", r.divergences);
         assert!(r.stalled.is_none());
+    }
+
+    /// `bpfvm gen`: the files parse, pass the conformance harness on the
+    /// interpreter and on Cranelift (so the expectation is the interpreter's
+    /// outcome and not, say, the checksum of another seed), and call a
+    /// helper only when allowed.
+    #[test]
+    fn generated_programs_are_conformance_tests() {
+        use bpfvm_conformance::data::parse;
+        use bpfvm_conformance::runner::{run_case, RunOptions};
+        let calls_helper = |case: &bpfvm_conformance::data::TestCase| {
+            use bpfvm::engine::isa::{CALL_HELPER, OP_CALL};
+            let insns = case.program.as_ref().expect("raw program");
+            insns
+                .iter()
+                .any(|i| i.code == OP_CALL && i.src == CALL_HELPER)
+        };
+        let dir = std::env::temp_dir().join(format!("bpfvm-gen-test-{}", std::process::id()));
+        let mut helper_calls = [0, 0];
+        for (k, helpers) in [false, true].into_iter().enumerate() {
+            let _ = std::fs::remove_dir_all(&dir);
+            let paths = write_generated(&dir, 100, 40, helpers, true).expect("writes");
+            assert_eq!(paths.len(), 40);
+            for path in &paths {
+                let text = std::fs::read_to_string(path).expect("read");
+                let case = parse("gen", &text).expect("parses");
+                helper_calls[k] += calls_helper(&case) as usize;
+                let cranelift = bpfvm::tier::backend(Tier::Cranelift).expect("cranelift");
+                for backend in [&Interpreter as &dyn Backend, cranelift.as_ref()] {
+                    run_case(&case, backend, &RunOptions::default())
+                        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(helper_calls[0], 0, "--no-helpers programs call helpers");
+        assert!(helper_calls[1] > 0, "no program of 40 calls a helper");
     }
 
     use bpfvm::engine::backend::{CompileError, CompiledCode};

@@ -18,6 +18,7 @@ use bpfvm_cli::exec::{self, EngineRun, TierChoice};
 use bpfvm_cli::hex;
 use bpfvm_cli::input::{self, Format, Loaded};
 use bpfvm_cli::{exit_code, one_line, CliError};
+use bpfvm_conformance::data::CaseOptions;
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 
@@ -56,6 +57,9 @@ enum Command {
     /// Differential fuzzing: generated programs on every chosen tier against
     /// the interpreter; divergences are minimised and saved as .data tests.
     Fuzz(FuzzArgs),
+    /// Write generated programs (those `fuzz` makes) as conformance .data
+    /// tests, each expecting the interpreter's outcome.
+    Gen(GenArgs),
     /// Compile a program to a relocatable native object (AOT); its entry is
     /// callable from C as `uint64_t bpf_main(void *mem, uint64_t len)`.
     Compile(CompileArgs),
@@ -99,6 +103,10 @@ struct CodegenArgs {
     /// Generate instruction counting for a budget of N.
     #[arg(long, value_name = "N")]
     budget: Option<u64>,
+    /// Call-depth limit in frames [default: 8].
+    #[arg(long, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=MAX_CALL_DEPTH as i64))]
+    call_depth: Option<u32>,
 }
 
 #[derive(Args)]
@@ -116,6 +124,25 @@ struct EmitArgs {
     /// PTX: the GPU architecture.
     #[arg(long, value_name = "SM", default_value = "sm_70")]
     sm: String,
+}
+
+#[derive(Args)]
+struct GenArgs {
+    /// First seed; program k uses seed + k.
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    seed: u64,
+    /// Number of programs.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    count: u64,
+    /// No helper calls (for runners without the mix helper, id 1, such as the GPU).
+    #[arg(long)]
+    no_helpers: bool,
+    /// Programs that stay in bounds, for unchecked runs.
+    #[arg(long)]
+    unchecked: bool,
+    /// Directory to write gen-seed-<seed>.data files to.
+    #[arg(short, long, value_name = "DIR")]
+    out: PathBuf,
 }
 
 #[derive(Args)]
@@ -276,6 +303,17 @@ fn dispatch(command: Command) -> Result<u8> {
         Command::Emit(args) => emit(args),
         Command::Compile(args) => compile(args),
         Command::Fuzz(args) => fuzz(args),
+        Command::Gen(args) => {
+            let written = bpfvm_cli::fuzz::write_generated(
+                &args.out,
+                args.seed,
+                args.count,
+                !args.no_helpers,
+                !args.unchecked,
+            )?;
+            eprintln!("wrote {} programs to {}", written.len(), args.out.display());
+            Ok(EXIT_OK)
+        }
         Command::Bench(args) => bench::run(args),
         Command::Inspect(args) => {
             print(&bpfvm_cli::object::inspect(
@@ -521,18 +559,26 @@ fn run(args: RunArgs) -> Result<u8> {
     }
 }
 
-fn codegen_options(c: &CodegenArgs) -> CompileOptions {
+/// Code generation settings: the command line's, else those of a `.data`
+/// file's `-- options` (as `run` does), else the defaults.
+fn codegen_options(c: &CodegenArgs, file: &CaseOptions) -> CompileOptions {
     CompileOptions {
         checked: !c.unchecked,
-        budget: c.budget,
+        budget: c.budget.or(file.budget),
+        call_depth: c
+            .call_depth
+            .map(|n| n as usize)
+            .or(file.call_depth)
+            .unwrap_or(DEFAULT_CALL_DEPTH),
         opt_level: c.opt,
         ..CompileOptions::default()
     }
 }
 
 fn emit(args: EmitArgs) -> Result<u8> {
-    let program = exec::verify(load(&args.input)?.insns)?;
-    let opts = codegen_options(&args.codegen);
+    let loaded = load(&args.input)?;
+    let opts = codegen_options(&args.codegen, &loaded.options);
+    let program = exec::verify(loaded.insns)?;
     let text = match args.what {
         EmitWhat::Clif => emit::emit_text(&program, &opts, TextOutput::Clif),
         EmitWhat::Llvm => emit::emit_text(
@@ -551,8 +597,9 @@ fn emit(args: EmitArgs) -> Result<u8> {
 }
 
 fn compile(args: CompileArgs) -> Result<u8> {
-    let program = exec::verify(load(&args.input)?.insns)?;
-    let opts = codegen_options(&args.codegen);
+    let loaded = load(&args.input)?;
+    let opts = codegen_options(&args.codegen, &loaded.options);
+    let program = exec::verify(loaded.insns)?;
     let target = emit::AotTarget {
         entry: Some(args.entry.clone()),
         triple: args.target.clone(),

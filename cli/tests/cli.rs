@@ -120,6 +120,37 @@ fn memory_from_hex_and_from_data_files() {
     }
 }
 
+/// `emit` (and `compile`) honour a .data file's `-- options` as `run` does,
+/// so that a `.data` test compiled for the GPU keeps its budget and call
+/// depth; the command line wins.
+#[cfg(feature = "llvm")]
+#[test]
+fn emit_takes_options_from_data_files() {
+    let asm = "mov %r0, 1\nadd %r0, 1\nexit\n";
+    let data = scratch(
+        "emit-options.data",
+        format!("-- asm\n{asm}-- options\nbudget 2\ncall_depth 3\n-- result\n0x2\n").as_bytes(),
+    );
+    let plain = scratch("emit-options.asm", asm.as_bytes());
+    let emit = |file: &Path, extra: &[&str]| {
+        let mut args = vec!["emit", "llvm", "--unoptimized", file.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let o = bpfvm(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o)
+    };
+    let from_data = emit(&data, &[]);
+    assert_ne!(from_data, emit(&plain, &[]), "the budget is lost");
+    assert_eq!(
+        from_data,
+        emit(&plain, &["--budget", "2", "--call-depth", "3"])
+    );
+    assert_eq!(
+        emit(&data, &["--budget", "7"]),
+        emit(&plain, &["--budget", "7", "--call-depth", "3"])
+    );
+}
+
 #[test]
 fn asm_disasm_verify_round_trip() {
     let src = scratch(

@@ -60,8 +60,6 @@ impl fmt::Display for Outcome {
     }
 }
 
-/// Assembles, verifies, compiles and runs `case` on `backend`, with the
-/// standard test helpers registered.
 /// The helpers every case may call: the conformance suite's helper 5 and
 /// the generator's helper 1 (so that saved fuzz cases run unchanged).
 pub fn harness_helpers() -> bpfvm::engine::helpers::Helpers {
@@ -70,6 +68,8 @@ pub fn harness_helpers() -> bpfvm::engine::helpers::Helpers {
     h
 }
 
+/// Assembles, verifies, compiles and runs `case` on `backend`, with the
+/// harness helpers registered.
 pub fn execute_case(case: &TestCase, backend: &dyn Backend, opts: &RunOptions) -> Outcome {
     let fail = |stage, message: String| Outcome::Failed { stage, message };
     let insns = match &case.program {

@@ -120,6 +120,23 @@ fn ptx_shape() {
     assert!(emit_ptx(&p, &budget, "sm_75").is_ok());
 }
 
+/// PTX atomics on local memory (the stack) are undefined, and on an H200
+/// they gave wrong results: a GPU atomic tests the address space first and
+/// does a plain read-modify-write on the stack, the hardware atomic on the
+/// input buffer (global memory). At O0 both paths stay in the PTX.
+#[test]
+fn ptx_atomics_on_the_stack_are_plain() {
+    let p = common::program(
+        "stxdw [%r10-8], %r2\nmov %r0, 1\nlock add [%r10-8], %r0\nlock add [%r1], %r0\n\
+         lock fetch add [%r1+8], %r0\nmov %r0, 0\nlock cmpxchg [%r10-8], %r2\nldxdw %r0, [%r10-8]\nexit",
+    );
+    let ptx = emit_ptx(&p, &o0(), "sm_90").expect("PTX");
+    let count = |needle: &str| ptx.matches(needle).count();
+    // One test per address (the two stack atomics share theirs).
+    assert_eq!(count("isspacep.local"), 3, "{ptx}");
+    assert!(count("atom.add") >= 1 && count("atom.cas") >= 1, "{ptx}");
+}
+
 #[test]
 fn ptx_rejects_helpers_and_bad_architectures() {
     let helper = common::program("call 5\nexit");

@@ -186,22 +186,15 @@ impl<'ctx> FnTranslator<'_, 'ctx> {
         };
         let s = narrow(self.get(src)?)?;
         let p = self.access_ptr(base, off, addr)?;
-        const SEQ: AtomicOrdering = AtomicOrdering::SequentiallyConsistent;
-        let old = if op == AtomicOp::CmpXchg {
-            let expected = narrow(self.get(0)?)?;
-            let pair = b.build_cmpxchg(p, expected, s, SEQ, SEQ).or_fail()?;
-            b.build_extract_value(pair, 0, "old")
-                .or_fail()?
-                .into_int_value()
+        let expected = if op == AtomicOp::CmpXchg {
+            Some(narrow(self.get(0)?)?)
         } else {
-            let rmw = match op {
-                AtomicOp::Add => AtomicRMWBinOp::Add,
-                AtomicOp::Or => AtomicRMWBinOp::Or,
-                AtomicOp::And => AtomicRMWBinOp::And,
-                AtomicOp::Xor => AtomicRMWBinOp::Xor,
-                _ => AtomicRMWBinOp::Xchg,
-            };
-            b.build_atomicrmw(rmw, p, s, SEQ).or_fail()?
+            None
+        };
+        let old = if cg.mode == Mode::Ptx {
+            self.ptx_atomic(op, p, ty, s, expected)?
+        } else {
+            self.atomic_rmw(op, p, s, expected)?
         };
         let old = if ty == cg.i32 {
             b.build_int_z_extend(old, cg.i64, "old").or_fail()?
@@ -213,5 +206,93 @@ impl<'ctx> FnTranslator<'_, 'ctx> {
             _ if fetch => self.set(src, old),
             _ => Ok(()),
         }
+    }
+
+    /// The hardware atomic: `cmpxchg` (when `expected` is given) or
+    /// `atomicrmw`; returns the value that was in memory.
+    fn atomic_rmw(
+        &self,
+        op: AtomicOp,
+        p: PointerValue<'ctx>,
+        s: IntValue<'ctx>,
+        expected: Option<IntValue<'ctx>>,
+    ) -> R<IntValue<'ctx>> {
+        const SEQ: AtomicOrdering = AtomicOrdering::SequentiallyConsistent;
+        let b = &self.cg.builder;
+        if let Some(expected) = expected {
+            let pair = b.build_cmpxchg(p, expected, s, SEQ, SEQ).or_fail()?;
+            return Ok(b
+                .build_extract_value(pair, 0, "old")
+                .or_fail()?
+                .into_int_value());
+        }
+        let rmw = match op {
+            AtomicOp::Add => AtomicRMWBinOp::Add,
+            AtomicOp::Or => AtomicRMWBinOp::Or,
+            AtomicOp::And => AtomicRMWBinOp::And,
+            AtomicOp::Xor => AtomicRMWBinOp::Xor,
+            _ => AtomicRMWBinOp::Xchg,
+        };
+        b.build_atomicrmw(rmw, p, s, SEQ).or_fail()
+    }
+
+    /// An atomic on the GPU. PTX atomics on local memory (where each
+    /// thread's eBPF stack lives) are undefined: on an H200 they returned
+    /// and left wrong values (every stack atomic of the conformance suite
+    /// failed, scripts/check-ptx-gpu.py). Local memory is private to its thread,
+    /// so there a plain load, operation and store is exactly atomic; global
+    /// memory (the input buffer, which a kernel's threads may share) keeps
+    /// the hardware atomic. `llvm.nvvm.isspacep.local` tells them apart at
+    /// run time (an `r10`-based access folds to the plain path).
+    fn ptx_atomic(
+        &mut self,
+        op: AtomicOp,
+        p: PointerValue<'ctx>,
+        ty: IntType<'ctx>,
+        s: IntValue<'ctx>,
+        expected: Option<IntValue<'ctx>>,
+    ) -> R<IntValue<'ctx>> {
+        let cg = self.cg;
+        let b = &cg.builder;
+        let decl = Intrinsic::find("llvm.nvvm.isspacep.local")
+            .and_then(|i| i.get_declaration(&cg.module, &[]))
+            .ok_or_else(|| cg.fail("llvm.nvvm.isspacep.local is not available"))?;
+        let call = b.build_call(decl, &[p.into()], "islocal").or_fail()?;
+        let local = cg.int_result(call)?;
+        let (plain, hw, join) = (
+            self.new_block("atomic_local"),
+            self.new_block("atomic_global"),
+            self.new_block("atomic_done"),
+        );
+        b.build_conditional_branch(local, plain, hw).or_fail()?;
+
+        b.position_at_end(plain);
+        let old_plain = b.build_load(ty, p, "old").or_fail()?.into_int_value();
+        let new = match (op, expected) {
+            (_, Some(expected)) => {
+                let eq = b
+                    .build_int_compare(IntPredicate::EQ, old_plain, expected, "eq")
+                    .or_fail()?;
+                b.build_select(eq, s, old_plain, "new")
+                    .or_fail()?
+                    .into_int_value()
+            }
+            (AtomicOp::Add, None) => b.build_int_add(old_plain, s, "new").or_fail()?,
+            (AtomicOp::Or, None) => b.build_or(old_plain, s, "new").or_fail()?,
+            (AtomicOp::And, None) => b.build_and(old_plain, s, "new").or_fail()?,
+            (AtomicOp::Xor, None) => b.build_xor(old_plain, s, "new").or_fail()?,
+            (_, None) => s,
+        };
+        b.build_store(p, new).or_fail()?;
+        b.build_unconditional_branch(join).or_fail()?;
+
+        b.position_at_end(hw);
+        let old_hw = self.atomic_rmw(op, p, s, expected)?;
+        b.build_unconditional_branch(join).or_fail()?;
+
+        b.position_at_end(join);
+        let phi = b.build_phi(ty, "old").or_fail()?;
+        phi.add_incoming(&[(&old_plain, plain), (&old_hw, hw)]);
+        Ok(phi.as_basic_value().into_int_value())
     }
 }
