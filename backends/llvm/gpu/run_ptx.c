@@ -46,8 +46,11 @@ static CUresult (*cuLaunchKernel)(CUfunction, unsigned, unsigned, unsigned, unsi
 static CUresult (*cuCtxSynchronize)(void);
 static CUresult (*cuGetErrorString)(CUresult, const char **);
 
+// The case being run, named in fatal errors.
+static const char *current = "setup";
+
 static void die(const char *what) {
-    fprintf(stderr, "run_ptx: %s\n", what);
+    fprintf(stderr, "run_ptx: %s: %s\n", current, what);
     exit(2);
 }
 
@@ -55,7 +58,7 @@ static void check(CUresult r, const char *what) {
     if (r == 0) return;
     const char *msg = "unknown error";
     if (cuGetErrorString) cuGetErrorString(r, &msg);
-    fprintf(stderr, "run_ptx: %s: %s (%d)\n", what, msg, r);
+    fprintf(stderr, "run_ptx: %s: %s: %s (%d)\n", current, what, msg, r);
     exit(2);
 }
 
@@ -95,6 +98,7 @@ static const char *run_case(const char *ptx_path, const char *mem_path, uint64_t
                             FILE *results, const char *mem_out) {
     static char why[512];
     size_t ptx_len, mem_len;
+    current = ptx_path;
     char *ptx = slurp(ptx_path, &ptx_len);
     char *mem = slurp(mem_path, &mem_len);
     if (n == 0 || n > (1u << 24)) die("THREADS must be 1 to 2^24");
@@ -201,6 +205,11 @@ static int run_batch(const char *list_path) {
             remove(res);
             failed = 1;
         }
+    }
+    if (!feof(list)) {
+        fprintf(stderr, "run_ptx: %s: a line is not `KERNEL MEM PER THREADS RESULTS MEM_OUT`\n",
+                list_path);
+        return 2;
     }
     fclose(list);
     return failed;

@@ -121,9 +121,9 @@ fn ptx_shape() {
 }
 
 /// PTX atomics on local memory (the stack) are undefined, and on an H200
-/// they gave wrong results: a GPU atomic tests the address space first and
-/// does a plain read-modify-write on the stack, the hardware atomic on the
-/// input buffer (global memory). At O0 both paths stay in the PTX.
+/// they gave wrong results: an `r10`-based GPU atomic is a plain
+/// read-modify-write, any other tests the address space first (plain on
+/// the stack, the hardware atomic on the input buffer).
 #[test]
 fn ptx_atomics_on_the_stack_are_plain() {
     let p = common::program(
@@ -132,9 +132,23 @@ fn ptx_atomics_on_the_stack_are_plain() {
     );
     let ptx = emit_ptx(&p, &o0(), "sm_90").expect("PTX");
     let count = |needle: &str| ptx.matches(needle).count();
-    // One test per address (the two stack atomics share theirs).
-    assert_eq!(count("isspacep.local"), 3, "{ptx}");
-    assert!(count("atom.add") >= 1 && count("atom.cas") >= 1, "{ptx}");
+    // One test for each of the two `r1` addresses, none for `r10`.
+    assert_eq!(count("isspacep.local"), 2, "{ptx}");
+    assert_eq!(count("atom.add"), 2, "{ptx}");
+    assert_eq!(count("atom.cas"), 0, "{ptx}");
+    let stack_only = common::program(
+        "stxdw [%r10-8], %r2\nmov %r0, 1\nlock add [%r10-8], %r0\n\
+         lock fetch xor [%r10-16], %r0\nmov %r0, 0\nlock cmpxchg32 [%r10-4], %r2\nexit",
+    );
+    for opt_level in [0, 3] {
+        let opts = CompileOptions {
+            opt_level,
+            ..CompileOptions::default()
+        };
+        let ptx = emit_ptx(&stack_only, &opts, "sm_90").expect("PTX");
+        assert_eq!(ptx.matches("atom.").count(), 0, "O{opt_level}: {ptx}");
+        assert_eq!(ptx.matches("isspacep").count(), 0, "O{opt_level}: {ptx}");
+    }
 }
 
 #[test]

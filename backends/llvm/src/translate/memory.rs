@@ -192,7 +192,7 @@ impl<'ctx> FnTranslator<'_, 'ctx> {
             None
         };
         let old = if cg.mode == Mode::Ptx {
-            self.ptx_atomic(op, p, ty, s, expected)?
+            self.ptx_atomic(op, p, ty, s, expected, base == FRAME_POINTER)?
         } else {
             self.atomic_rmw(op, p, s, expected)?
         };
@@ -239,11 +239,12 @@ impl<'ctx> FnTranslator<'_, 'ctx> {
     /// An atomic on the GPU. PTX atomics on local memory (where each
     /// thread's eBPF stack lives) are undefined: on an H200 they returned
     /// and left wrong values (every stack atomic of the conformance suite
-    /// failed, scripts/check-ptx-gpu.py). Local memory is private to its thread,
-    /// so there a plain load, operation and store is exactly atomic; global
-    /// memory (the input buffer, which a kernel's threads may share) keeps
-    /// the hardware atomic. `llvm.nvvm.isspacep.local` tells them apart at
-    /// run time (an `r10`-based access folds to the plain path).
+    /// failed, scripts/check-ptx-gpu.py). Local memory is private to its
+    /// thread, so there a plain load, operation and store is exactly
+    /// atomic; global memory (the input buffer, which a kernel's threads
+    /// may share) keeps the hardware atomic. An `r10`-based access
+    /// (`on_stack`) is on the stack; for others `llvm.nvvm.isspacep.local`
+    /// tells the two apart at run time.
     fn ptx_atomic(
         &mut self,
         op: AtomicOp,
@@ -251,7 +252,11 @@ impl<'ctx> FnTranslator<'_, 'ctx> {
         ty: IntType<'ctx>,
         s: IntValue<'ctx>,
         expected: Option<IntValue<'ctx>>,
+        on_stack: bool,
     ) -> R<IntValue<'ctx>> {
+        if on_stack {
+            return self.plain_rmw(op, p, ty, s, expected);
+        }
         let cg = self.cg;
         let b = &cg.builder;
         let decl = Intrinsic::find("llvm.nvvm.isspacep.local")
@@ -265,34 +270,46 @@ impl<'ctx> FnTranslator<'_, 'ctx> {
             self.new_block("atomic_done"),
         );
         b.build_conditional_branch(local, plain, hw).or_fail()?;
-
         b.position_at_end(plain);
-        let old_plain = b.build_load(ty, p, "old").or_fail()?.into_int_value();
-        let new = match (op, expected) {
-            (_, Some(expected)) => {
-                let eq = b
-                    .build_int_compare(IntPredicate::EQ, old_plain, expected, "eq")
-                    .or_fail()?;
-                b.build_select(eq, s, old_plain, "new")
-                    .or_fail()?
-                    .into_int_value()
-            }
-            (AtomicOp::Add, None) => b.build_int_add(old_plain, s, "new").or_fail()?,
-            (AtomicOp::Or, None) => b.build_or(old_plain, s, "new").or_fail()?,
-            (AtomicOp::And, None) => b.build_and(old_plain, s, "new").or_fail()?,
-            (AtomicOp::Xor, None) => b.build_xor(old_plain, s, "new").or_fail()?,
-            (_, None) => s,
-        };
-        b.build_store(p, new).or_fail()?;
+        let old_plain = self.plain_rmw(op, p, ty, s, expected)?;
         b.build_unconditional_branch(join).or_fail()?;
-
         b.position_at_end(hw);
         let old_hw = self.atomic_rmw(op, p, s, expected)?;
         b.build_unconditional_branch(join).or_fail()?;
-
         b.position_at_end(join);
         let phi = b.build_phi(ty, "old").or_fail()?;
         phi.add_incoming(&[(&old_plain, plain), (&old_hw, hw)]);
         Ok(phi.as_basic_value().into_int_value())
+    }
+
+    /// The atomic as a plain load, operation and store (memory no other
+    /// thread can see); returns the old value.
+    fn plain_rmw(
+        &self,
+        op: AtomicOp,
+        p: PointerValue<'ctx>,
+        ty: IntType<'ctx>,
+        s: IntValue<'ctx>,
+        expected: Option<IntValue<'ctx>>,
+    ) -> R<IntValue<'ctx>> {
+        let b = &self.cg.builder;
+        let old = b.build_load(ty, p, "old").or_fail()?.into_int_value();
+        let new = match (op, expected) {
+            (_, Some(expected)) => {
+                let eq = b
+                    .build_int_compare(IntPredicate::EQ, old, expected, "eq")
+                    .or_fail()?;
+                b.build_select(eq, s, old, "new")
+                    .or_fail()?
+                    .into_int_value()
+            }
+            (AtomicOp::Add, None) => b.build_int_add(old, s, "new").or_fail()?,
+            (AtomicOp::Or, None) => b.build_or(old, s, "new").or_fail()?,
+            (AtomicOp::And, None) => b.build_and(old, s, "new").or_fail()?,
+            (AtomicOp::Xor, None) => b.build_xor(old, s, "new").or_fail()?,
+            (_, None) => s,
+        };
+        b.build_store(p, new).or_fail()?;
+        Ok(old)
     }
 }
