@@ -246,7 +246,7 @@ impl<'ctx> FnTranslator<'_, 'ctx> {
     /// (`on_stack`) is on the stack; for others `llvm.nvvm.isspacep.local`
     /// tells the two apart at run time.
     fn ptx_atomic(
-        &mut self,
+        &self,
         op: AtomicOp,
         p: PointerValue<'ctx>,
         ty: IntType<'ctx>,
@@ -282,7 +282,8 @@ impl<'ctx> FnTranslator<'_, 'ctx> {
         Ok(phi.as_basic_value().into_int_value())
     }
 
-    /// The atomic as a plain load, operation and store (memory no other
+    /// The atomic as a plain load, the ALU operation (`mov` for xchg) or
+    /// the compare-and-select of cmpxchg, and a store (memory no other
     /// thread can see); returns the old value.
     fn plain_rmw(
         &self,
@@ -294,8 +295,8 @@ impl<'ctx> FnTranslator<'_, 'ctx> {
     ) -> R<IntValue<'ctx>> {
         let b = &self.cg.builder;
         let old = b.build_load(ty, p, "old").or_fail()?.into_int_value();
-        let new = match (op, expected) {
-            (_, Some(expected)) => {
+        let new = match expected {
+            Some(expected) => {
                 let eq = b
                     .build_int_compare(IntPredicate::EQ, old, expected, "eq")
                     .or_fail()?;
@@ -303,11 +304,16 @@ impl<'ctx> FnTranslator<'_, 'ctx> {
                     .or_fail()?
                     .into_int_value()
             }
-            (AtomicOp::Add, None) => b.build_int_add(old, s, "new").or_fail()?,
-            (AtomicOp::Or, None) => b.build_or(old, s, "new").or_fail()?,
-            (AtomicOp::And, None) => b.build_and(old, s, "new").or_fail()?,
-            (AtomicOp::Xor, None) => b.build_xor(old, s, "new").or_fail()?,
-            (_, None) => s,
+            None => {
+                let alu = match op {
+                    AtomicOp::Add => AluOp::Add,
+                    AtomicOp::Or => AluOp::Or,
+                    AtomicOp::And => AluOp::And,
+                    AtomicOp::Xor => AluOp::Xor,
+                    _ => AluOp::Mov,
+                };
+                self.alu(ty, alu, old, s)?
+            }
         };
         b.build_store(p, new).or_fail()?;
         Ok(old)
