@@ -313,7 +313,8 @@ impl Gen<'_> {
 
     fn statement(&mut self, depth: usize) {
         match self.rng.below(100) {
-            0..=34 => self.alu(),
+            0..=32 => self.alu(),
+            33..=34 => self.stack_pointer_access(),
             35..=41 => self.unary(),
             42..=55 => self.memory(),
             56..=61 => self.atomic(),
@@ -472,6 +473,65 @@ impl Gen<'_> {
         let src = self.reg();
         self.asm
             .emit(Insn::new(CLS_STX | MODE_ATOMIC | sz, base, src, off, op));
+    }
+
+    /// `rA = r10; rA += k (or -= -k, sometimes in two steps); load/store
+    /// [rA + off]`: a frame address held in another register, with
+    /// `k + off` an offset `offset` would give r10 (so with a checksum,
+    /// out of the frame only where no other allocation lies).
+    fn stack_pointer_access(&mut self) {
+        let (sz, n) = self.rng.pick(&SIZES);
+        let total = self.offset(true, n) as i32;
+        let k = match self.rng.below(4) {
+            0 => total,
+            1 => self.rng.pick(&[-512, -256, -8, 0, 8, 512, 40000, -40000]),
+            _ => -(self.rng.below(513) as i32),
+        };
+        let (k, off) = match i16::try_from(total - k) {
+            Ok(off) => (k, off),
+            Err(_) => (total, 0),
+        };
+        let a = self.reg();
+        self.asm
+            .emit(Insn::new(CLS_ALU64 | ALU_MOV | SRC_X, a, 10, 0, 0));
+        let step = if self.rng.chance(30) { k / 2 } else { 0 };
+        for part in [step, k - step] {
+            if part != 0 || step == 0 {
+                let (op, imm) = if self.rng.chance(50) {
+                    (ALU_SUB, part.wrapping_neg())
+                } else {
+                    (ALU_ADD, part)
+                };
+                self.asm
+                    .emit(Insn::new(CLS_ALU64 | op | SRC_K, a, 0, 0, imm));
+            }
+        }
+        let mut still_pointer = true;
+        match self.rng.below(3) {
+            0 => {
+                let dst = self.reg();
+                self.asm
+                    .emit(Insn::new(CLS_LDX | MODE_MEM | sz, dst, a, off, 0));
+                still_pointer = dst != a;
+            }
+            1 => {
+                let v = imm(self.rng);
+                self.asm
+                    .emit(Insn::new(CLS_ST | MODE_MEM | sz, a, 0, off, v));
+            }
+            _ => {
+                let mut src = self.value_reg();
+                if self.opts.checksum && src == a {
+                    src = if a == 0 { 1 } else { 0 };
+                }
+                self.asm
+                    .emit(Insn::new(CLS_STX | MODE_MEM | sz, a, src, off, 0));
+            }
+        }
+        if self.opts.checksum && still_pointer {
+            self.asm
+                .emit(Insn::new(CLS_ALU64 | ALU_SUB | SRC_X, a, 10, 0, 0));
+        }
     }
 
     /// `rA = rB & mask; rA += r9; load/store [rA + off]`: dynamic addresses.

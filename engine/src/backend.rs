@@ -223,6 +223,9 @@ pub fn execute_on(
         trap_pc: 0,
         trap_addr: 0,
         host: env.host,
+        last_region_start: 0,
+        last_region_len: 0,
+        last_region_store_len: 0,
     };
     // SAFETY: the context points at `mem`, `stack`, the regions and the
     // helper table, all borrowed for the duration of this call.

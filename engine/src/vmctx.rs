@@ -73,6 +73,17 @@ pub const TRAP_EXIT: u32 = 8;
 /// An executor reached a state the verifier rules out (a bug in bpfvm).
 pub const TRAP_INTERNAL: u32 = 255;
 
+/// What allows an access (see [`VmCtx::allowing`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Allowed {
+    /// The input memory.
+    Input,
+    /// The current frame or a caller's.
+    Stack,
+    /// One of the extra regions.
+    Region(Region),
+}
+
 /// The execution context shared by every executor. `#[repr(C)]`, 8-byte
 /// fields, offsets fixed by the `OFFSET_*` constants.
 #[repr(C)]
@@ -100,6 +111,17 @@ pub struct VmCtx {
     pub trap_addr: u64,
     /// Host context for helpers (the runtime's per-run state).
     pub host: *mut c_void,
+    /// The extra region (map values, global data, host memory) that
+    /// [`bpfvm_check_access`] last allowed an access to, so that generated
+    /// code can check the next access to it inline before calling out:
+    /// loads may touch `[last_region_start, last_region_start +
+    /// last_region_len)`, stores the first `last_region_store_len` bytes
+    /// (`last_region_len` when the region is writable, else 0). All zero
+    /// (no region) when a run starts. Regions never change during a run, so
+    /// what this allows, [`VmCtx::allows`] allows.
+    pub last_region_start: u64,
+    pub last_region_len: u64,
+    pub last_region_store_len: u64,
 }
 
 pub const OFFSET_MEM_START: i32 = offset_of!(VmCtx, mem_start) as i32;
@@ -116,6 +138,9 @@ pub const OFFSET_TRAP_SIZE: i32 = offset_of!(VmCtx, trap_size) as i32;
 pub const OFFSET_TRAP_PC: i32 = offset_of!(VmCtx, trap_pc) as i32;
 pub const OFFSET_TRAP_ADDR: i32 = offset_of!(VmCtx, trap_addr) as i32;
 pub const OFFSET_HOST: i32 = offset_of!(VmCtx, host) as i32;
+pub const OFFSET_LAST_REGION_START: i32 = offset_of!(VmCtx, last_region_start) as i32;
+pub const OFFSET_LAST_REGION_LEN: i32 = offset_of!(VmCtx, last_region_len) as i32;
+pub const OFFSET_LAST_REGION_STORE_LEN: i32 = offset_of!(VmCtx, last_region_store_len) as i32;
 /// Size of a `HelperSlot` and the offsets of its fields.
 pub const HELPER_SLOT_SIZE: i32 = std::mem::size_of::<HelperSlot>() as i32;
 pub const OFFSET_SLOT_FUNC: i32 = offset_of!(HelperSlot, func) as i32;
@@ -138,24 +163,34 @@ impl VmCtx {
     /// The one definition of checked memory, used by the interpreter and by
     /// the JITs' out-of-line path.
     pub fn allows(&self, addr: u64, size: u64, write: bool, frame_lo: u64) -> bool {
-        let Some(end) = addr.checked_add(size) else {
-            return false;
-        };
+        self.allowing(addr, size, write, frame_lo).is_some()
+    }
+
+    /// What allows `[addr, addr + size)`, as [`VmCtx::allows`] decides it.
+    pub fn allowing(&self, addr: u64, size: u64, write: bool, frame_lo: u64) -> Option<Allowed> {
+        let end = addr.checked_add(size)?;
         if addr >= self.mem_start && end <= self.mem_end {
-            return true;
+            return Some(Allowed::Input);
         }
         if addr >= frame_lo && end <= self.stack_top {
-            return true;
+            return Some(Allowed::Stack);
         }
-        for r in self.regions() {
-            if addr >= r.start
-                && end <= r.start.saturating_add(r.len)
-                && (!write || r.writable != 0)
-            {
-                return true;
-            }
-        }
-        false
+        self.regions()
+            .iter()
+            .find(|r| {
+                addr >= r.start
+                    && end <= r.start.saturating_add(r.len)
+                    && (!write || r.writable != 0)
+            })
+            .map(|r| Allowed::Region(*r))
+    }
+
+    /// Remembers `r` in the `last_region_*` fields.
+    fn remember_region(&mut self, r: Region) {
+        let len = r.len.min(u64::MAX - r.start);
+        self.last_region_start = r.start;
+        self.last_region_len = len;
+        self.last_region_store_len = if r.writable != 0 { len } else { 0 };
     }
 
     /// The extra regions as a slice.
@@ -193,15 +228,20 @@ pub unsafe extern "C" fn bpfvm_check_access(
 ) -> u64 {
     // SAFETY: per the contract, ctx is live and not aliased mutably elsewhere.
     let ctx = unsafe { &mut *ctx };
-    if ctx.allows(addr, size, write != 0, frame_lo) {
-        1
-    } else {
-        ctx.raise(
-            if write != 0 { TRAP_STORE } else { TRAP_LOAD },
-            addr,
-            size as u32,
-        );
-        0
+    match ctx.allowing(addr, size, write != 0, frame_lo) {
+        Some(Allowed::Region(r)) => {
+            ctx.remember_region(r);
+            1
+        }
+        Some(_) => 1,
+        None => {
+            ctx.raise(
+                if write != 0 { TRAP_STORE } else { TRAP_LOAD },
+                addr,
+                size as u32,
+            );
+            0
+        }
     }
 }
 
@@ -253,6 +293,9 @@ mod tests {
         assert_eq!(OFFSET_TRAP_PC, 80);
         assert_eq!(OFFSET_TRAP_ADDR, 88);
         assert_eq!(OFFSET_HOST, 96);
+        assert_eq!(OFFSET_LAST_REGION_START, 104);
+        assert_eq!(OFFSET_LAST_REGION_LEN, 112);
+        assert_eq!(OFFSET_LAST_REGION_STORE_LEN, 120);
         assert_eq!(HELPER_SLOT_SIZE, 16);
     }
 
@@ -272,6 +315,9 @@ mod tests {
             trap_pc: 0,
             trap_addr: 0,
             host: std::ptr::null_mut(),
+            last_region_start: 0,
+            last_region_len: 0,
+            last_region_store_len: 0,
         }
     }
 
@@ -301,5 +347,59 @@ mod tests {
         assert!(c.allows(100, 50, false, 4488));
         assert!(!c.allows(100, 50, true, 4488), "read-only region");
         assert!(!c.allows(140, 11, false, 4488));
+    }
+
+    #[test]
+    fn out_of_line_check_remembers_extra_regions_only() {
+        let mut c = ctx();
+        let rs = [
+            Region {
+                start: 100,
+                len: 50,
+                writable: 0,
+            },
+            Region {
+                start: 200,
+                len: 8,
+                writable: 1,
+            },
+        ];
+        c.regions = rs.as_ptr();
+        c.region_count = 2;
+        let last = |c: &VmCtx| {
+            (
+                c.last_region_start,
+                c.last_region_len,
+                c.last_region_store_len,
+            )
+        };
+        // SAFETY (every call): `c` is a live context.
+        let check = |c: &mut VmCtx, addr, size, write| unsafe {
+            bpfvm_check_access(c, addr, size, write, 4488)
+        };
+        assert_eq!(check(&mut c, 1000, 4, 0), 1);
+        assert_eq!(last(&c), (0, 0, 0), "the input is checked inline anyway");
+        assert_eq!(check(&mut c, 4488, 8, 1), 1);
+        assert_eq!(last(&c), (0, 0, 0), "so is the frame");
+        assert_eq!(check(&mut c, 120, 8, 0), 1);
+        assert_eq!(last(&c), (100, 50, 0), "read-only: no stores");
+        assert_eq!(check(&mut c, 120, 8, 1), 0, "a store to it traps");
+        assert_eq!(last(&c), (100, 50, 0));
+        assert_eq!(c.trap_code, TRAP_STORE);
+        assert_eq!(check(&mut c, 200, 8, 1), 1);
+        assert_eq!(last(&c), (200, 8, 8));
+        let edge = [Region {
+            start: u64::MAX - 3,
+            len: 100,
+            writable: 1,
+        }];
+        c.regions = edge.as_ptr();
+        c.region_count = 1;
+        assert_eq!(check(&mut c, u64::MAX - 3, 2, 0), 1);
+        assert_eq!(
+            last(&c),
+            (u64::MAX - 3, 3, 3),
+            "clipped to the address space"
+        );
     }
 }

@@ -490,3 +490,84 @@ fn nested_bpf_loop_callbacks_are_bounded() {
         Err(Trap::CallDepthExceeded { pc: 5, limit: 8 })
     );
 }
+
+/// Generated code checks an access to the extra region that the last
+/// out-of-line check allowed inline (`VmCtx::last_region_*`). That must
+/// never allow more than the regions do: a store after a load of a
+/// read-only region, an access crossing the remembered region's end, or
+/// one just below it still traps, on every tier.
+#[test]
+fn remembered_region_allows_no_more_than_the_regions() {
+    let mut host = Box::new([0u8; 64]);
+    host[8..24].copy_from_slice(b"writable region.");
+    host[40..56].copy_from_slice(b"read-only region");
+    let a = host.as_ptr() as u64 + 8;
+    let b = host.as_ptr() as u64 + 40;
+    let make = || {
+        let programs = [
+            (
+                "mixed",
+                format!(
+                    "lddw %r1, {a:#x}\nlddw %r2, {b:#x}\nldxdw %r0, [%r1+0]\nstxdw [%r1+8], %r0\n\
+                     ldxdw %r3, [%r2+0]\nstxdw [%r1+0], %r3\nldxdw %r4, [%r2+8]\nadd %r0, %r4\nexit"
+                ),
+            ),
+            (
+                "store_after_load",
+                format!("lddw %r2, {b:#x}\nldxdw %r0, [%r2+0]\nstxdw [%r2+0], %r0\nexit"),
+            ),
+            (
+                "crosses_end",
+                format!("lddw %r1, {a:#x}\nldxdw %r0, [%r1+0]\nldxdw %r0, [%r1+12]\nexit"),
+            ),
+            (
+                "below_start",
+                format!("lddw %r1, {a:#x}\nldxdw %r0, [%r1+8]\nldxb %r0, [%r1-1]\nexit"),
+            ),
+        ];
+        let o = object(
+            programs.iter().map(|(n, src)| program(n, src)).collect(),
+            vec![],
+        );
+        let mut obj = LoadedObject::from_object(o, LoadOptions::default()).unwrap();
+        // SAFETY: `host` outlives every run of this test.
+        unsafe {
+            obj.register_region(Region {
+                start: a,
+                len: 16,
+                writable: 1,
+            });
+            obj.register_region(Region {
+                start: b,
+                len: 16,
+                writable: 0,
+            });
+        }
+        obj
+    };
+    let word = |s: &[u8]| u64::from_le_bytes(s.try_into().unwrap());
+    for tier in tiers() {
+        let opts = CompileOptions::default();
+        let obj = make();
+        assert_eq!(
+            run_on(&obj, "mixed", tier, &opts, &mut []),
+            Ok(word(b"writable").wrapping_add(word(b"y region"))),
+            "{tier}"
+        );
+        assert_eq!(&host[8..24], b"read-onlwritable", "{tier}");
+        host[8..24].copy_from_slice(b"writable region.");
+        let trap = |pc, size, write| {
+            Err(Trap::OutOfBounds {
+                pc,
+                addr: 0,
+                size,
+                write,
+            })
+        };
+        let run = |name| run_on(&obj, name, tier, &opts, &mut []).map_err(host_addr_free);
+        assert_eq!(run("store_after_load"), trap(3, 8, true), "{tier}");
+        assert_eq!(run("crosses_end"), trap(3, 8, false), "{tier}");
+        assert_eq!(run("below_start"), trap(3, 1, false), "{tier}");
+        assert_eq!(&host[40..56], b"read-only region", "{tier}");
+    }
+}

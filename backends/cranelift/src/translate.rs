@@ -70,6 +70,11 @@ pub(crate) struct Translator<'a, 'b> {
     traps: Vec<TrapSite>,
     /// Whether the current block already ends in a terminator.
     filled: bool,
+    /// Per register other than r10: `Some(k)` when the current block has
+    /// set it to `r10 + k` (a `mov` from r10 and `add`/`sub` of
+    /// immediates). Its accesses are then checked like r10's: not at all
+    /// when `k + off` is statically in the frame, else frame first.
+    stack_offsets: [Option<i64>; 10],
 }
 
 fn flags() -> MemFlagsData {
@@ -128,6 +133,7 @@ impl<'a, 'b> Translator<'a, 'b> {
             last_branch_to: vec![None; len],
             traps: Vec::new(),
             filled: false,
+            stack_offsets: [None; 10],
         };
         t.load_invariants();
         t.find_last_branches();
@@ -227,6 +233,7 @@ impl<'a, 'b> Translator<'a, 'b> {
                 self.b.switch_to_block(blk);
                 self.schedule_seal(pc);
                 self.filled = false;
+                self.stack_offsets = [None; 10];
                 self.charge_budget(pc);
             } else if self.filled {
                 // Unreachable code that starts no block: give it one.
@@ -234,6 +241,7 @@ impl<'a, 'b> Translator<'a, 'b> {
                 self.b.switch_to_block(blk);
                 self.b.seal_block(blk);
                 self.filled = false;
+                self.stack_offsets = [None; 10];
             }
             self.instr(pc, ins);
             for leader in std::mem::take(&mut self.seal_after[pc - self.func.start]) {
@@ -316,7 +324,19 @@ impl<'a, 'b> Translator<'a, 'b> {
     }
 
     fn set(&mut self, r: u8, v: Value) {
+        if let Some(k) = self.stack_offsets.get_mut(r as usize) {
+            *k = None;
+        }
         self.b.def_var(self.regs[r as usize], v);
+    }
+
+    /// `Some(k)` when `r` holds `r10 + k`, as far as the current block
+    /// shows.
+    fn stack_offset(&self, r: u8) -> Option<i64> {
+        match r {
+            10 => Some(0),
+            _ => self.stack_offsets.get(r as usize).copied().flatten(),
+        }
     }
 
     fn operand(&mut self, width: Width, src: Operand) -> Value {
@@ -360,6 +380,16 @@ impl<'a, 'b> Translator<'a, 'b> {
             } => {
                 let a = self.dst_value(width, dst);
                 let ty = if width == Width::W64 { I64 } else { I32 };
+                let stack_offset = match (width, op, src) {
+                    (Width::W64, AluOp::Mov, Operand::Reg(s)) => self.stack_offset(s),
+                    (Width::W64, AluOp::Add, Operand::Imm(i)) => {
+                        self.stack_offset(dst).map(|k| k.wrapping_add(i as i64))
+                    }
+                    (Width::W64, AluOp::Sub, Operand::Imm(i)) => {
+                        self.stack_offset(dst).map(|k| k.wrapping_sub(i as i64))
+                    }
+                    _ => None,
+                };
                 let r = match (op, src) {
                     (AluOp::Div | AluOp::SDiv | AluOp::Mod | AluOp::SMod, Operand::Imm(i)) => {
                         self.div_imm(ty, op, a, i)
@@ -371,6 +401,9 @@ impl<'a, 'b> Translator<'a, 'b> {
                 };
                 let r = self.widen(width, r);
                 self.set(dst, r);
+                if let Some(k) = self.stack_offsets.get_mut(dst as usize) {
+                    *k = stack_offset;
+                }
             }
             Instr::Neg { width, dst } => {
                 let a = self.dst_value(width, dst);
@@ -612,12 +645,18 @@ impl<'a, 'b> Translator<'a, 'b> {
 
     /// Computes `base + off` and, in checked mode, branches to a trap unless
     /// `[addr, addr + size)` is allowed. The input region and the current
-    /// frame are checked inline (the frame first for r10-based accesses);
-    /// anything else goes through `bpfvm_check_access` in a cold block.
+    /// frame are checked inline (the frame first for accesses through r10
+    /// or a register set from it); anything else goes, in cold blocks, to
+    /// the extra region the last out-of-line check allowed and then to
+    /// `bpfvm_check_access`.
     fn checked_addr(&mut self, pc: usize, base: u8, off: i16, size: MemSize, write: bool) -> Value {
         let b = self.get(base);
         let addr = self.b.ins().iadd_imm_s(b, off as i64);
-        if !self.opts.checked || statically_in_frame(base, off, size) {
+        let frame_off = self
+            .stack_offset(base)
+            .and_then(|k| i16::try_from(k.checked_add(off as i64)?).ok());
+        let in_frame = frame_off.is_some_and(|o| statically_in_frame(10, o, size));
+        if !self.opts.checked || in_frame {
             return addr;
         }
         let k = size.index();
@@ -627,16 +666,24 @@ impl<'a, 'b> Translator<'a, 'b> {
             unreachable!("load_invariants computes the bounds of every checked size")
         };
         // The region the base register most likely points into is checked
-        // first (the frame for r10, else the input); each check is one
-        // compare and branch, so the common case costs one of each. (One
-        // branch on both checks, tried, compiled no measurably faster and
-        // computes both compares on every access.)
+        // first (the frame for r10 and registers this block set from it,
+        // else the input), inline; the other region's check and the slow
+        // path (the last extra region allowed, then a call) are cold blocks,
+        // placed after the function's hot code, so that the common case
+        // costs one compare and one branch not taken.
+        // (One branch on both checks, tried, compiled no measurably faster
+        // and computes both compares on every access.)
         let ok = self.b.create_block();
         let second = self.b.create_block();
         let slow = self.b.create_block();
+        self.b.set_cold_block(second);
         self.b.set_cold_block(slow);
         let checks = [(start, mem_bound), (self.frame_lo, stack_bound)];
-        let order = if base == 10 { [1, 0] } else { [0, 1] };
+        let order = if self.stack_offset(base).is_some() {
+            [1, 0]
+        } else {
+            [0, 1]
+        };
         for (step, next) in [(order[0], second), (order[1], slow)] {
             let (lo, bound) = checks[step];
             let rel = self.b.ins().isub(addr, lo);
@@ -645,7 +692,33 @@ impl<'a, 'b> Translator<'a, 'b> {
             self.b.switch_to_block(next);
             self.b.seal_block(next);
         }
-        // Slow path: other regions.
+        // Other regions: first the one the last out-of-line check allowed
+        // (`VmCtx::last_region_*`), inline, then the call.
+        let ctx = self.ctx;
+        let lo = self
+            .b
+            .ins()
+            .load(I64, trusted(), ctx, OFFSET_LAST_REGION_START);
+        let len_field = if write {
+            OFFSET_LAST_REGION_STORE_LEN
+        } else {
+            OFFSET_LAST_REGION_LEN
+        };
+        let len = self.b.ins().load(I64, trusted(), ctx, len_field);
+        let rel = self.b.ins().isub(addr, lo);
+        let inside = self.b.ins().icmp(IntCC::UnsignedLessThan, rel, len);
+        // When `rel < len`, `len - rel` is the room left and cannot wrap.
+        let room = self.b.ins().isub(len, rel);
+        let fits =
+            self.b
+                .ins()
+                .icmp_imm_s(IntCC::UnsignedGreaterThanOrEqual, room, size.bytes() as i64);
+        let hit = self.b.ins().band(inside, fits);
+        let call = self.b.create_block();
+        self.b.set_cold_block(call);
+        self.b.ins().brif(hit, ok, &[], call, &[]);
+        self.b.switch_to_block(call);
+        self.b.seal_block(call);
         let n = self.b.ins().iconst(I64, size.bytes() as i64);
         let w = self.b.ins().iconst(I64, write as i64);
         let f = self

@@ -234,6 +234,9 @@ fn run_nested(
         trap_pc: 0,
         trap_addr: 0,
         host: parent.host,
+        last_region_start: 0,
+        last_region_len: 0,
+        last_region_store_len: 0,
     };
     // SAFETY: the context points at a fresh stack, a region list and the
     // parent's helper table and memory, all alive for the whole call (the

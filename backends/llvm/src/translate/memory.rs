@@ -7,7 +7,8 @@ impl<'ctx> FnTranslator<'_, 'ctx> {
     /// Computes `base + off` and, in checked mode, branches to a trap unless
     /// `[addr, addr + size)` is allowed. The input region and the current
     /// frame are checked inline (the frame first for r10-based accesses);
-    /// anything else goes to the slow path of the mode.
+    /// anything else goes to the slow path of the mode (in the JIT: the
+    /// extra region the last out-of-line check allowed, then a call).
     pub(super) fn checked_addr(
         &mut self,
         pc: usize,
@@ -55,6 +56,28 @@ impl<'ctx> FnTranslator<'_, 'ctx> {
         let code = if write { TRAP_STORE } else { TRAP_LOAD };
         match cg.mode {
             Mode::Jit => {
+                // First the extra region that the last out-of-line check
+                // allowed (`VmCtx::last_region_*`), then the call.
+                let lo = cg.load_field(self.ctx, OFFSET_LAST_REGION_START, cg.i64)?;
+                let len_field = if write {
+                    OFFSET_LAST_REGION_STORE_LEN
+                } else {
+                    OFFSET_LAST_REGION_LEN
+                };
+                let len = cg.load_field(self.ctx, len_field, cg.i64)?;
+                let rel = b.build_int_sub(addr, lo, "rrel").or_fail()?;
+                let inside = b
+                    .build_int_compare(IntPredicate::ULT, rel, len, "rin")
+                    .or_fail()?;
+                // When `rel < len`, `len - rel` is the room left and cannot wrap.
+                let room = b.build_int_sub(len, rel, "room").or_fail()?;
+                let fits = b
+                    .build_int_compare(IntPredicate::UGE, room, self.c64(n as u64), "rfit")
+                    .or_fail()?;
+                let hit = b.build_and(inside, fits, "rhit").or_fail()?;
+                let call = self.new_block("slowcall");
+                cg.branch_weighted(hit, ok, call, false)?;
+                b.position_at_end(call);
                 let check = self.check_access_decl(Linkage::External);
                 self.call_check(pc, check, addr, n, write, ok)?;
             }
