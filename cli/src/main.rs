@@ -265,6 +265,12 @@ struct RunArgs {
     /// Print the input memory after the run.
     #[arg(long)]
     dump_mem: bool,
+    /// AOT objects: the ELF object the program was compiled from (`bpfvm
+    /// compile FILE.o --prog NAME`); the run gets its maps, global data and
+    /// helpers, as with the ELF object itself (--repeat, --dump-maps,
+    /// --map-init).
+    #[arg(long, value_name = "FILE")]
+    object: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -433,8 +439,9 @@ fn run_aot(args: &RunArgs, bytes: &[u8], mut mem: Vec<u8>) -> Result<u8> {
     }
 }
 
-/// `bpfvm run` on a BPF ELF object: maps, global data and standard helpers.
-fn run_object(args: &RunArgs, bytes: &[u8]) -> Result<u8> {
+/// `bpfvm run` on a BPF ELF object: maps, global data and standard helpers;
+/// with `aot`, the program is that AOT object of one of its programs.
+fn run_object(args: &RunArgs, bytes: &[u8], aot: Option<&[u8]>) -> Result<u8> {
     let mem = match (&args.mem, &args.mem_hex) {
         (Some(path), _) => read_input(path)?,
         (None, Some(text)) => {
@@ -457,6 +464,7 @@ fn run_object(args: &RunArgs, bytes: &[u8]) -> Result<u8> {
         dump_maps: args.dump_maps,
         dump_mem: args.dump_mem,
         json: args.json,
+        aot: aot.map(<[u8]>::to_vec),
     };
     let report = bpfvm_cli::object::run(bytes, args.input.prog.as_deref(), &mem, &cfg)?;
     print(&report.stdout)?;
@@ -476,10 +484,26 @@ fn run(args: RunArgs) -> Result<u8> {
             }
             (None, None) => Vec::new(),
         };
+        if let Some(path) = &args.object {
+            let object = read_input(path)?;
+            return run_object(&args, &object, Some(&bytes));
+        }
+        if args.dump_maps || !args.map_init.is_empty() {
+            return Err(CliError::Usage(
+                "--dump-maps and --map-init on an AOT object need --object FILE.o (the ELF object it was compiled from)".into(),
+            )
+            .into());
+        }
         return run_aot(&args, &bytes, mem);
     }
+    if args.object.is_some() {
+        return Err(CliError::Usage(
+            "--object goes with an AOT object (from `bpfvm compile`)".into(),
+        )
+        .into());
+    }
     if args.input.format.unwrap_or_else(|| input::detect(&bytes)) == Format::Elf {
-        return run_object(&args, &bytes);
+        return run_object(&args, &bytes, None);
     }
     if args.dump_maps || !args.map_init.is_empty() {
         return Err(CliError::Usage("--dump-maps and --map-init need an ELF object".into()).into());
@@ -597,15 +621,24 @@ fn emit(args: EmitArgs) -> Result<u8> {
 }
 
 fn compile(args: CompileArgs) -> Result<u8> {
-    let loaded = load(&args.input)?;
-    let opts = codegen_options(&args.codegen, &loaded.options);
-    let program = exec::verify(loaded.insns)?;
+    let bytes = read_input(&args.input.file)?;
     let target = emit::AotTarget {
         entry: Some(args.entry.clone()),
         triple: args.target.clone(),
         cpu: args.cpu.clone(),
     };
-    let object = emit::compile_object(&program, &opts, &target).map_err(emit_error)?;
+    let object = if args.input.format.unwrap_or_else(|| input::detect(&bytes)) == Format::Elf {
+        // A program of an ELF object: its maps and global data through the
+        // lddw hooks (`bpfvm run OUT.o --object FILE.o` binds them).
+        let opts = codegen_options(&args.codegen, &CaseOptions::default());
+        bpfvm_cli::object::compile(&bytes, args.input.prog.as_deref(), &opts, &target)?
+    } else {
+        let loaded = input::load(&bytes, args.input.format, args.input.prog.as_deref())
+            .map_err(CliError::from)?;
+        let opts = codegen_options(&args.codegen, &loaded.options);
+        let program = exec::verify(loaded.insns)?;
+        emit::compile_object(&program, &opts, &target).map_err(emit_error)?
+    };
     std::fs::write(&args.output, &object)
         .with_context(|| format!("cannot write {}", args.output.display()))?;
     eprintln!(

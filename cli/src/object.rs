@@ -44,6 +44,9 @@ pub struct ObjectRun {
     pub dump_maps: bool,
     pub dump_mem: bool,
     pub json: bool,
+    /// An AOT object of one of the object's programs (`bpfvm compile`) to
+    /// run instead of a tier; `prog` then names its entry (`bpf_main`).
+    pub aot: Option<Vec<u8>>,
 }
 
 /// What a run printed and its exit code.
@@ -168,9 +171,10 @@ pub fn run(
         ..LoadOptions::default()
     };
     let obj = LoadedObject::load_with(bytes, opts)?;
-    let name = match prog {
-        Some(p) => p.to_string(),
-        None => input::select_program(obj.object())?.name.clone(),
+    let name = match (prog, &cfg.aot) {
+        (Some(p), _) => p.to_string(),
+        (None, Some(_)) => "bpf_main".to_string(),
+        (None, None) => input::select_program(obj.object())?.name.clone(),
     };
     for (map, path) in &cfg.map_init {
         let text = std::fs::read_to_string(path).map_err(|source| CliError::Read {
@@ -185,9 +189,10 @@ pub fn run(
         call_depth: cfg.call_depth,
         ..CompileOptions::default()
     };
-    let runs = match cfg.tier {
-        TierChoice::Fixed(tier) => run_fixed(&obj, &name, tier, &copts, mem, cfg.repeat)?,
-        TierChoice::Auto => run_tiered(&obj, &name, &copts, mem, cfg)?,
+    let runs = match (&cfg.aot, cfg.tier) {
+        (Some(aot), _) => run_aot(&obj, aot, &name, mem, cfg.repeat)?,
+        (None, TierChoice::Fixed(tier)) => run_fixed(&obj, &name, tier, &copts, mem, cfg.repeat)?,
+        (None, TierChoice::Auto) => run_tiered(&obj, &name, &copts, mem, cfg)?,
     };
     let Runs {
         result,
@@ -330,6 +335,43 @@ fn run_fixed(
         stats: None,
         cross_checks_off: false,
     })
+}
+
+/// Runs an AOT object of one of `obj`'s programs (entry `entry`) with
+/// `obj`'s maps, `repeat` times; its options (checks, budget, call depth)
+/// are those it was compiled with.
+fn run_aot(
+    obj: &LoadedObject,
+    aot: &[u8],
+    entry: &str,
+    mem: &[u8],
+    repeat: u64,
+) -> Result<Runs, CliError> {
+    let prepared = obj.prepare_aot(aot, Some(entry))?;
+    let (result, last) = repeat_runs(mem, repeat, |m| prepared.run(m));
+    Ok(Runs {
+        result,
+        last,
+        tier: Tier::Aot.name(),
+        stats: None,
+        cross_checks_off: false,
+    })
+}
+
+/// Compiles program `prog` (or the only one) of the ELF object in `bytes`
+/// to an AOT object whose maps `bpfvm run OUT.o --object FILE.o` binds.
+pub fn compile(
+    bytes: &[u8],
+    prog: Option<&str>,
+    opts: &CompileOptions,
+    target: &bpfvm::emit::AotTarget,
+) -> Result<Vec<u8>, CliError> {
+    let obj = LoadedObject::load(bytes)?;
+    let name = match prog {
+        Some(p) => p.to_string(),
+        None => input::select_program(obj.object())?.name.clone(),
+    };
+    Ok(obj.compile_aot(&name, opts, target)?)
 }
 
 /// Runs on the runtime's tiered engine: tier 0 first, promoted to tier 1

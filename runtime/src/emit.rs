@@ -47,8 +47,8 @@ pub fn emit_text(
 fn clif(program: &Program, opts: &CompileOptions) -> Result<String, EmitError> {
     let t = bpfvm_cranelift::clif_text(program, opts)?;
     Ok(format!(
-        ";; Cranelift IR before optimisation\n{}\n;; after optimisation\n{}",
-        t.before, t.after
+        ";; Cranelift IR before optimisation\n{}\n;; after optimisation\n{}\n;; machine code after register allocation\n{}",
+        t.before, t.after, t.machine
     ))
 }
 
@@ -108,19 +108,34 @@ pub fn compile_object(
     opts: &CompileOptions,
     target: &AotTarget,
 ) -> Result<Vec<u8>, EmitError> {
+    compile_object_with(program, opts, target, None)
+}
+
+/// [`compile_object`] for a program of an ELF object: `maps_digest` (see
+/// [`crate::object::LoadedObject::maps_digest`]) is exported as
+/// `<entry>_maps_digest`, and function addresses are compiled in rather
+/// than asked of `__lddw_helper_code_addr`.
+pub fn compile_object_with(
+    program: &Program,
+    opts: &CompileOptions,
+    target: &AotTarget,
+    maps_digest: Option<u64>,
+) -> Result<Vec<u8>, EmitError> {
     #[cfg(feature = "llvm")]
     {
         let aot = bpfvm_llvm::AotOptions {
             entry_name: target.entry.clone().unwrap_or_else(|| "bpf_main".into()),
             target_triple: target.triple.clone(),
             cpu: target.cpu.clone(),
+            bake_function_addresses: maps_digest.is_some(),
+            maps_digest,
             ..bpfvm_llvm::AotOptions::default()
         };
         Ok(bpfvm_llvm::compile_object(program, opts, &aot)?)
     }
     #[cfg(not(feature = "llvm"))]
     {
-        let _ = (program, opts, target);
+        let _ = (program, opts, target, maps_digest);
         Err(TierError::NotCompiledIn("llvm").into())
     }
 }
@@ -142,6 +157,16 @@ pub fn load_object_with(
     entry: Option<&str>,
     symbols: Option<SymbolLookup<'_>>,
 ) -> Result<Box<dyn CompiledCode>, EmitError> {
+    load_object_digest(bytes, entry, symbols).map(|(code, _)| code)
+}
+
+/// [`load_object_with`], also giving the object's `<entry>_maps_digest`
+/// when it has one ([`compile_object_with`]).
+pub fn load_object_digest(
+    bytes: &[u8],
+    entry: Option<&str>,
+    symbols: Option<SymbolLookup<'_>>,
+) -> Result<(Box<dyn CompiledCode>, Option<u64>), EmitError> {
     #[cfg(feature = "llvm")]
     {
         let opts = bpfvm_llvm::LoadOptions {
@@ -150,7 +175,8 @@ pub fn load_object_with(
         };
         let code =
             bpfvm_llvm::load_object(bytes, &opts).map_err(|e| EmitError::Load(e.to_string()))?;
-        Ok(Box::new(code))
+        let digest = code.maps_digest();
+        Ok((Box::new(code), digest))
     }
     #[cfg(not(feature = "llvm"))]
     {

@@ -58,6 +58,8 @@ use crate::helpers::{self, reenter::Reenter, STANDARD_IDS};
 use crate::maps::{Map, MapError, MapSet, DEFAULT_MAP_MEMORY};
 use crate::tier::{self, Tier, TierError};
 
+mod aot;
+
 /// A map's contents: (key, value) pairs.
 pub type MapEntries = Vec<(Vec<u8>, Vec<u8>)>;
 
@@ -99,6 +101,8 @@ pub enum ObjectError {
     Tier(#[from] TierError),
     #[error(transparent)]
     Compile(#[from] CompileError),
+    #[error("AOT object: {0}")]
+    Aot(String),
 }
 
 /// A `BPF_PSEUDO_FUNC` value: a function of a program, by pc.

@@ -28,8 +28,22 @@ fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
+/// How a scenario's programs are compiled.
+#[derive(Clone, Copy, Debug)]
+enum Via {
+    /// The tier's backend, in process.
+    Tier(Tier),
+    /// A native object written by `compile_aot` and loaded back by
+    /// `prepare_aot` (the maps reached through the `lddw` hooks).
+    AotObject,
+}
+
 /// Loads `name`, runs `program` over each input on `tier`, returns what happened.
 fn scenario(name: &str, tier: Tier, runs: &[(&str, Vec<u8>)]) -> Outcome {
+    scenario_via(name, Via::Tier(tier), runs)
+}
+
+fn scenario_via(name: &str, via: Via, runs: &[(&str, Vec<u8>)]) -> Outcome {
     let trace = Arc::new(Mutex::new(Vec::new()));
     let t = trace.clone();
     let opts = LoadOptions {
@@ -45,9 +59,13 @@ fn scenario(name: &str, tier: Tier, runs: &[(&str, Vec<u8>)]) -> Outcome {
     };
     let mut results = Vec::new();
     for (prog, input) in runs {
-        let run = obj
-            .prepare(prog, tier, &copts)
-            .unwrap_or_else(|e| panic!("{name}/{prog} on {tier}: {e}"));
+        let run = match via {
+            Via::Tier(tier) => obj.prepare(prog, tier, &copts),
+            Via::AotObject => obj
+                .compile_aot(prog, &copts, &Default::default())
+                .and_then(|bytes| obj.prepare_aot(&bytes, None)),
+        }
+        .unwrap_or_else(|e| panic!("{name}/{prog} via {via:?}: {e}"));
         let mut mem = input.clone();
         results.push(run.run(&mut mem).map(|o| o.r0).map_err(|t| t.to_string()));
     }
@@ -77,6 +95,13 @@ fn on_all_tiers(name: &str, runs: &[(&str, Vec<u8>)]) -> Outcome {
         assert_eq!(
             got, reference,
             "{name}: {tier} differs from the interpreter"
+        );
+    }
+    if Tier::Aot.is_available() {
+        let got = scenario_via(name, Via::AotObject, runs);
+        assert_eq!(
+            got, reference,
+            "{name}: the AOT object loaded back differs from the interpreter"
         );
     }
     reference
@@ -389,4 +414,31 @@ fn tier1_emits_inline_lookups_for_array_maps() {
     assert!(ir.contains("lookup_inline"), "{ir}");
     let ir = bpfvm_llvm::emit_llvm_ir(&program, &CompileOptions::default(), false).unwrap();
     assert!(!ir.contains("lookup_inline"));
+}
+
+/// An AOT object carries the digest of the maps it was compiled against:
+/// loading it for another object is refused, since its map indices would
+/// name other maps; the same object loads it.
+#[test]
+fn aot_objects_are_refused_for_other_maps() {
+    if !Tier::Aot.is_available() {
+        return;
+    }
+    let counter = LoadedObject::load(&fixture("xdp_counter")).unwrap();
+    let words = LoadedObject::load(&fixture("hash_count")).unwrap();
+    assert_ne!(counter.maps_digest(), words.maps_digest());
+    let prog = &counter.object().programs[0].name;
+    let bytes = counter
+        .compile_aot(prog, &CompileOptions::default(), &Default::default())
+        .unwrap();
+    let err = words.prepare_aot(&bytes, None).err().expect("refused");
+    assert!(
+        err.to_string().contains("compiled against other maps"),
+        "{err}"
+    );
+    let again = LoadedObject::load(&fixture("xdp_counter")).unwrap();
+    assert_eq!(again.maps_digest(), counter.maps_digest());
+    again
+        .prepare_aot(&bytes, None)
+        .expect("the same object's maps");
 }

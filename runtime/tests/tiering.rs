@@ -1,6 +1,7 @@
 //! The tiered runtime: promotion, thresholds, forced tier-up, concurrency
 //! during promotion, cross-checks catching a faulty tier.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::thread;
 
@@ -219,6 +220,72 @@ fn cross_check_catches_a_faulty_tier_and_demotes() {
         assert_eq!(p.run(&mut mem).unwrap(), want);
     }
     assert_ne!(p.current_tier(), Tier::Llvm);
+}
+
+/// A tier 1 whose compile always fails, counting its attempts.
+struct Failing(Arc<AtomicU32>);
+
+impl Backend for Failing {
+    fn name(&self) -> &'static str {
+        "failing"
+    }
+    fn compile(
+        &self,
+        _: &Arc<Verified>,
+        _: &CompileOptions,
+    ) -> Result<Box<dyn CompiledCode>, CompileError> {
+        let n = self.0.fetch_add(1, Ordering::SeqCst) + 1;
+        Err(CompileError::Failed {
+            tier: "failing",
+            message: format!("attempt {n} refused"),
+        })
+    }
+}
+
+#[test]
+fn a_failing_tier1_compile_is_recorded_backed_off_and_given_up() {
+    let attempts = Arc::new(AtomicU32::new(0));
+    let mut c = config(TierPolicy::Tiered {
+        call_threshold: 2,
+        instruction_threshold: u64::MAX,
+    });
+    c.tier1_backend(Arc::new(Failing(attempts.clone())))
+        .synchronous_tier_up(true)
+        .max_compile_failures(3);
+    let p = Engine::new(&c).load_asm(SUM).unwrap();
+    let tier0 = p.current_tier();
+    let mut mem = [3u8, 4, 5];
+    let want = expected(&mem);
+    // Attempts at the threshold, then after twice and four times as many
+    // calls again: calls 2, 2 + 4 = 6 and 6 + 8 = 14; then never again.
+    let mut attempted_at = Vec::new();
+    for call in 1..=1000u32 {
+        let before = attempts.load(Ordering::SeqCst);
+        assert_eq!(p.run(&mut mem).unwrap(), want, "call {call}");
+        if attempts.load(Ordering::SeqCst) != before {
+            attempted_at.push(call);
+        }
+    }
+    assert_eq!(attempted_at, [2, 6, 14]);
+    let s = p.stats();
+    assert_eq!(s.tier, tier0, "calls stay on tier 0");
+    assert_eq!(s.calls.interp + s.calls.cranelift, 1000);
+    assert_eq!(s.compile_failures, 3);
+    assert_eq!(s.last_error.as_deref(), Some("failing: attempt 3 refused"));
+    // Forcing tries once more and reports the error.
+    assert_eq!(
+        p.force_tier_up(true),
+        Err("failing: attempt 4 refused".to_string())
+    );
+    assert_eq!(attempts.load(Ordering::SeqCst), 4);
+    for _ in 0..100 {
+        assert_eq!(p.run(&mut mem).unwrap(), want);
+    }
+    assert_eq!(
+        attempts.load(Ordering::SeqCst),
+        4,
+        "no retry after giving up"
+    );
 }
 
 #[test]

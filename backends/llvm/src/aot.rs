@@ -15,6 +15,9 @@
 //!   when the program exited) and the budget left.
 //! - `uint64_t bpf_main_vmctx(VmCtx *ctx, uint64_t r1, uint64_t r2)`: the
 //!   VmCtx ABI shared with the JIT tiers (what [`load_object`] calls).
+//! - `const uint64_t bpf_main_maps_digest` (only with
+//!   [`AotOptions::maps_digest`]): which maps the program was compiled
+//!   against.
 //! - `const uint64_t bpf_main_info[5]`: magic, flags (bit 0: checked, bit 1:
 //!   budget), initial budget, call depth, optimisation level.
 //!
@@ -100,6 +103,8 @@ struct bpfvm_aot_trap {
  *   uint64_t __lddw_helper_map_val(uint64_t map);
  *   uint64_t __lddw_helper_var_addr(uint32_t imm);
  *   uint64_t __lddw_helper_code_addr(uint32_t imm);
+ *     (not called for programs of ELF objects compiled by `bpfvm compile`:
+ *     their function addresses are bpfvm's, fixed at compile time)
  * Optional (weak), checked objects only: allows accesses outside the input
  * and the stack (return 1) or not (return 0); ctx is opaque:
  *   uint64_t bpfvm_check_access(void *ctx, uint64_t addr, uint64_t size,
@@ -124,6 +129,10 @@ uint64_t bpf_main_ex(void *mem, uint64_t len, struct bpfvm_aot_trap *trap);
 
 /* { magic, flags (1: checked, 2: budget), budget, call depth, opt level } */
 extern const uint64_t bpf_main_info[5];
+
+/* Objects compiled from a program of an ELF object also define
+ *   extern const uint64_t bpf_main_maps_digest;
+ * a digest of that object's map definitions (`bpfvm run` checks it). */
 
 #ifdef __cplusplus
 }
@@ -153,6 +162,18 @@ pub struct AotOptions {
     /// `lddw` pseudo sources call the llvmbpf hooks (true), or use the
     /// values the verifier resolved in this process (false).
     pub lddw_hooks: bool,
+    /// With `lddw_hooks`, function addresses (pseudo source 4) still use
+    /// the value resolved when compiling instead of calling
+    /// `__lddw_helper_code_addr(imm)`. The runtime's function addresses
+    /// name a program of an ELF object and a pc, not a memory address, so
+    /// they hold in any process that loads the same object; the hook only
+    /// sees the relative immediate and could not rebuild them.
+    pub bake_function_addresses: bool,
+    /// Exported as `const uint64_t <entry>_maps_digest` when set: a digest
+    /// of the maps of the ELF object the program came from, which
+    /// [`AotCode::maps_digest`] reads back so that a host can refuse other
+    /// maps than those the object was compiled against.
+    pub maps_digest: Option<u64>,
 }
 
 impl Default for AotOptions {
@@ -163,6 +184,8 @@ impl Default for AotOptions {
             cpu: None,
             features: None,
             lddw_hooks: true,
+            bake_function_addresses: false,
+            maps_digest: None,
         }
     }
 }
@@ -198,11 +221,12 @@ pub fn compile_object(
     let context = Context::create();
     let mode = Mode::Aot {
         lddw_hooks: aot.lddw_hooks,
+        bake_functions: aot.bake_function_addresses,
     };
     let mut cg = Codegen::new(&context, &aot.entry_name, mode, opts, Tier::Aot);
     target::configure(&cg.module, &machine);
     cg.translate_program(program)?;
-    entry::aot_entries(&cg, &aot.entry_name)?;
+    entry::aot_entries(&cg, &aot.entry_name, aot.maps_digest)?;
     let module = cg.module;
     target::optimize(Tier::Aot, &module, &machine, opts.opt_level)?;
     target::emit(Tier::Aot, &module, &machine, FileType::Object)
@@ -316,7 +340,16 @@ pub fn load_object(bytes: &[u8], opts: &LoadOptions) -> Result<AotCode, LoadErro
     // SAFETY: `<name>_vmctx` is generated with the `Entry` signature (C
     // calling convention) and lives in `image`, owned by the result.
     let entry = unsafe { std::mem::transmute::<usize, Entry>(addr as usize) };
-    Ok(AotCode { image, entry, opts })
+    let maps_digest = image
+        .symbol(&format!("{name}_maps_digest"))
+        .and_then(|addr| image.read_u64s(addr, 1))
+        .map(|w| w[0]);
+    Ok(AotCode {
+        image,
+        entry,
+        opts,
+        maps_digest,
+    })
 }
 
 /// An AOT object loaded in process. Dropping it unmaps the code.
@@ -324,12 +357,19 @@ pub struct AotCode {
     image: Image,
     entry: Entry,
     opts: CompileOptions,
+    maps_digest: Option<u64>,
 }
 
 impl AotCode {
     /// Bytes of memory the object occupies (mapped pages).
     pub fn code_size(&self) -> usize {
         self.image.mapped_len()
+    }
+
+    /// The `<entry>_maps_digest` the object was compiled with
+    /// ([`AotOptions::maps_digest`]), if any.
+    pub fn maps_digest(&self) -> Option<u64> {
+        self.maps_digest
     }
 }
 

@@ -119,7 +119,7 @@ fn set_align(cg: &Codegen, p: PointerValue, bytes: u32) -> R<()> {
 /// - `uint64_t <name>_vmctx(VmCtx *ctx, uint64_t r1, uint64_t r2)`
 /// - `const uint64_t <name>_info[5]`: magic, flags (bit 0 checked, bit 1
 ///   budget), initial budget, call depth, optimisation level.
-pub(crate) fn aot_entries(cg: &Codegen, name: &str) -> R<()> {
+pub(crate) fn aot_entries(cg: &Codegen, name: &str, maps_digest: Option<u64>) -> R<()> {
     let b = &cg.builder;
     let e = |x| b_err(cg, x);
     let i64 = cg.i64;
@@ -212,6 +212,17 @@ pub(crate) fn aot_entries(cg: &Codegen, name: &str) -> R<()> {
     g.set_initializer(&init);
     g.set_constant(true);
     g.set_alignment(8);
+
+    // <name>_maps_digest
+    if let Some(digest) = maps_digest {
+        let init = i64.const_int(digest, false);
+        let g = cg
+            .module
+            .add_global(i64, None, &format!("{name}_maps_digest"));
+        g.set_initializer(&init);
+        g.set_constant(true);
+        g.set_alignment(8);
+    }
     Ok(())
 }
 

@@ -75,8 +75,12 @@ pub(crate) enum Mode {
     /// Native object: helpers are external `_bpf_helper_ext_NNNN`, the slow
     /// memory check an optional (weak) `bpfvm_check_access`; `lddw` pseudo
     /// sources call the llvmbpf hooks when `lddw_hooks`, else use the
-    /// values resolved at load time.
-    Aot { lddw_hooks: bool },
+    /// values resolved at load time; with `bake_functions`, function
+    /// addresses (source 4) use the resolved value even with hooks.
+    Aot {
+        lddw_hooks: bool,
+        bake_functions: bool,
+    },
     /// NVPTX: no helpers, no slow path (anything outside the input and the
     /// stack traps), no `lddw` pseudo sources.
     Ptx,
@@ -850,7 +854,15 @@ impl<'a, 'ctx> FnTranslator<'a, 'ctx> {
             } => self.atomic(pc, size, op, fetch, base, off, src)?,
             Instr::Lddw { dst, value, pseudo } => {
                 let v = match (self.cg.mode, pseudo) {
-                    (Mode::Aot { lddw_hooks: true }, Some(p)) => self.lddw_hook(p)?,
+                    (
+                        Mode::Aot {
+                            lddw_hooks: true,
+                            bake_functions,
+                        },
+                        Some(p),
+                    ) if !(bake_functions && p.kind == bpfvm_engine::isa::PSEUDO_FUNC) => {
+                        self.lddw_hook(p)?
+                    }
                     _ => self.c64(value),
                 };
                 self.set(dst, v)?;
