@@ -7,6 +7,7 @@
 //! [`CraneliftCode`] is dropped.
 
 mod code_memory;
+mod slow_path;
 mod translate;
 
 use std::cell::RefCell;
@@ -63,6 +64,9 @@ impl Backend for CraneliftBackend {
 pub struct ClifText {
     pub before: String,
     pub after: String,
+    /// Cranelift's listing of the machine instructions after register
+    /// allocation, with each function's loop header to align.
+    pub machine: String,
 }
 
 /// Translates and compiles a program, returning its Cranelift IR (for
@@ -72,6 +76,7 @@ pub fn clif_text(program: &Program, opts: &CompileOptions) -> Result<ClifText, C
     let mut text = ClifText {
         before: String::new(),
         after: String::new(),
+        machine: String::new(),
     };
     build(program, opts, Some(&mut text))?;
     Ok(text)
@@ -138,6 +143,8 @@ fn isa(optimize: bool) -> Result<OwnedTargetIsa, CompileError> {
                 set(&mut flags, "regalloc_algorithm", "single_pass")?;
             }
             set(&mut flags, "use_colocated_libcalls", "false")?;
+            // Block offsets and edges, to find the loop header to align.
+            set(&mut flags, "machine_code_cfg_info", "true")?;
             set(&mut flags, "is_pic", "false")?;
             let verify = if cfg!(debug_assertions) {
                 "true"
@@ -211,6 +218,11 @@ fn build_with(
     // (signature, (ctx, data, r1..r5), (ctx, addr, size, write, frame_lo))
     let internal = signature(isa, 7);
     let Scratch { ctx, fctx } = scratch;
+    let check_fn = if opts.checked {
+        slow_path::trampoline()?
+    } else {
+        0
+    };
     let mut compiled = Vec::with_capacity(program.functions().len());
     for f in program.functions() {
         ctx.func =
@@ -242,12 +254,13 @@ fn build_with(
                 refs.insert(target, r);
             }
             let helper_sig = b.import_signature(signature(isa, 7));
-            let check_sig = b.import_signature(signature(isa, 5));
+            let check_sig = b.import_signature(slow_path::signature());
             let lookup = |start: usize| refs.get(&start).copied();
             let ext = Externals {
                 funcs: &lookup,
                 helper_sig,
                 check_sig,
+                check_fn: check_fn as i64,
             };
             Translator::new(&mut b, program, opts, &ext, *f).translate();
             b.finalize(isa.frontend_config());
@@ -261,8 +274,7 @@ fn build_with(
         )?);
     }
 
-    let align = isa.function_alignment().preferred as usize;
-    let (memory, addrs) = CodeMemory::place(&compiled, align).map_err(fail)?;
+    let (memory, addrs) = CodeMemory::place(&compiled).map_err(fail)?;
     let entry_addr = compiled
         .iter()
         .position(|c| c.index == 0)
@@ -285,16 +297,26 @@ fn compile_function(
     text: Option<&mut ClifText>,
 ) -> Result<FunctionCode, CompileError> {
     let before = text.is_some().then(|| ctx.func.display().to_string());
+    ctx.set_disasm(text.is_some());
     let code = ctx
         .compile(isa, &mut ControlPlane::default())
         .map_err(|e| fail(format!("{:?}", e.inner)))?;
     let bytes = code.code_buffer().to_vec();
     let relocs = code.buffer.relocs().to_vec();
+    let alignment = code.buffer.alignment.max(isa.function_alignment().minimum);
+    let loop_header = code_memory::innermost_loop_header(&code.bb_edges);
+    let machine = code.vcode.clone();
     if let (Some(t), Some(before)) = (text, before) {
         t.before.push_str(&before);
         t.before.push('\n');
         t.after.push_str(&ctx.func.display().to_string());
         t.after.push('\n');
+        let header = loop_header.map_or("none".to_string(), |h| format!("offset {h:#x}"));
+        t.machine.push_str(&format!(
+            "function u0:{index} ({} bytes; loop header aligned to 64: {header})\n{}\n",
+            bytes.len(),
+            machine.unwrap_or_default()
+        ));
     }
     ctx.clear();
     Ok(FunctionCode {
@@ -302,5 +324,7 @@ fn compile_function(
         bytes,
         relocs,
         callees,
+        alignment,
+        loop_header,
     })
 }

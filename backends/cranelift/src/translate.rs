@@ -15,7 +15,8 @@ use bpfvm_engine::vmctx::*;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::types::{I16, I32, I64, I8};
 use cranelift_codegen::ir::{
-    AtomicRmwOp, Block, FuncRef, InstBuilder, MemFlagsData, SigRef, Type, Value,
+    AtomicRmwOp, Block, FuncRef, InstBuilder, MemFlagsData, SigRef, StackSlot, StackSlotData,
+    StackSlotKind, Type, Value,
 };
 use cranelift_frontend::{FunctionBuilder, Variable};
 
@@ -25,8 +26,10 @@ pub(crate) struct Externals<'a> {
     pub funcs: &'a dyn Fn(usize) -> Option<FuncRef>,
     /// Signature of `HelperFn`.
     pub helper_sig: SigRef,
-    /// Signature of `bpfvm_check_access`.
+    /// Signature of the out-of-line check ([`crate::slow_path`]).
     pub check_sig: SigRef,
+    /// Its address (checked code only).
+    pub check_fn: i64,
 }
 
 /// A trap site, emitted as a cold block at the end of the function.
@@ -51,6 +54,8 @@ pub(crate) struct Translator<'a, 'b> {
     r10: Value,
     /// Lowest stack address of this frame (r10 - 512).
     frame_lo: Value,
+    /// Where the out-of-line check writes its answer (made on first use).
+    check_slot: Option<StackSlot>,
     /// Input region start, and per access size the bound `len - n + 1`
     /// (0 when the region is smaller than n): `addr - start < bound`.
     mem_start: Option<Value>,
@@ -122,6 +127,7 @@ impl<'a, 'b> Translator<'a, 'b> {
             ctx,
             r10,
             frame_lo,
+            check_slot: None,
             mem_start: None,
             mem_bound: [None; 4],
             stack_bound: [None; 4],
@@ -648,7 +654,7 @@ impl<'a, 'b> Translator<'a, 'b> {
     /// frame are checked inline (the frame first for accesses through r10
     /// or a register set from it); anything else goes, in cold blocks, to
     /// the extra region the last out-of-line check allowed and then to
-    /// `bpfvm_check_access`.
+    /// `bpfvm_check_access` (through [`crate::slow_path`]).
     fn checked_addr(&mut self, pc: usize, base: u8, off: i16, size: MemSize, write: bool) -> Value {
         let b = self.get(base);
         let addr = self.b.ins().iadd_imm_s(b, off as i64);
@@ -721,13 +727,15 @@ impl<'a, 'b> Translator<'a, 'b> {
         self.b.seal_block(call);
         let n = self.b.ins().iconst(I64, size.bytes() as i64);
         let w = self.b.ins().iconst(I64, write as i64);
-        let f = self
-            .b
-            .ins()
-            .iconst(I64, bpfvm_check_access as *const () as usize as i64);
-        let args = [self.ctx, addr, n, w, self.frame_lo];
-        let call = self.b.ins().call_indirect(self.ext.check_sig, f, &args);
-        let allowed = self.b.inst_results(call)[0];
+        let f = self.b.ins().iconst(I64, self.ext.check_fn);
+        let slot = *self.check_slot.get_or_insert_with(|| {
+            self.b
+                .create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, 8, 3))
+        });
+        let out = self.b.ins().stack_addr(I64, slot, 0);
+        let args = [self.ctx, addr, n, w, self.frame_lo, out];
+        self.b.ins().call_indirect(self.ext.check_sig, f, &args);
+        let allowed = self.b.ins().load(I64, trusted(), out, 0);
         let trap = self.trap(None, Some(pc), None, 0);
         self.b.ins().brif(allowed, ok, &[], trap, &[]);
         self.b.switch_to_block(ok);

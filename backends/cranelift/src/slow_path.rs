@@ -1,0 +1,84 @@
+//! The out-of-line memory check, called as a `preserve_all` function.
+//!
+//! A checked access outside the input, the frame and the remembered region
+//! calls `bpfvm_check_access` from a cold block. Called with the C calling
+//! convention, that call would clobber every caller-saved register, and
+//! since it sits inside the program's loops the register allocator would
+//! keep loop values out of those registers (spilling them, on every
+//! iteration, to keep them across a call that almost never happens). So the
+//! generated code calls a trampoline with Cranelift's `preserve_all`
+//! convention instead, which clobbers nothing: it saves what the C function
+//! may clobber, calls it, and stores its answer (1: allowed, 0: not) where
+//! its sixth argument points, since `preserve_all` has no return value.
+//! The trampoline is compiled once per process and never freed.
+
+use std::sync::OnceLock;
+
+use bpfvm_engine::vmctx::bpfvm_check_access;
+use cranelift_codegen::control::ControlPlane;
+use cranelift_codegen::ir::types::I64;
+use cranelift_codegen::ir::{
+    AbiParam, Function, InstBuilder, MemFlagsData, Signature, UserFuncName,
+};
+use cranelift_codegen::isa::{CallConv, TargetIsa};
+use cranelift_codegen::Context;
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+
+use crate::code_memory::{CodeMemory, FunctionCode};
+use crate::{fail, isa, signature as c_signature};
+use bpfvm_engine::backend::CompileError;
+
+/// `(ctx, addr, size, write, frame_lo, out)`, `preserve_all`, no result.
+pub(crate) fn signature() -> Signature {
+    let mut sig = Signature::new(CallConv::PreserveAll);
+    for _ in 0..6 {
+        sig.params.push(AbiParam::new(I64));
+    }
+    sig
+}
+
+/// The trampoline's address.
+pub(crate) fn trampoline() -> Result<usize, CompileError> {
+    static ADDR: OnceLock<Result<usize, String>> = OnceLock::new();
+    ADDR.get_or_init(build).clone().map_err(fail)
+}
+
+fn build() -> Result<usize, String> {
+    let isa = isa(true).map_err(|e| e.to_string())?;
+    let isa: &dyn TargetIsa = isa.as_ref();
+    let mut func = Function::with_name_signature(UserFuncName::user(1, 0), signature());
+    let mut fctx = FunctionBuilderContext::new();
+    {
+        let mut b = FunctionBuilder::new(&mut func, &mut fctx);
+        let entry = b.create_block();
+        b.append_block_params_for_function_params(entry);
+        b.switch_to_block(entry);
+        b.seal_block(entry);
+        let p = b.block_params(entry).to_vec();
+        let check_sig = b.import_signature(c_signature(isa, 5));
+        let f = b
+            .ins()
+            .iconst(I64, bpfvm_check_access as *const () as usize as i64);
+        let call = b.ins().call_indirect(check_sig, f, &p[..5]);
+        let allowed = b.inst_results(call)[0];
+        b.ins().store(MemFlagsData::trusted(), allowed, p[5], 0);
+        b.ins().return_(&[]);
+        b.finalize(isa.frontend_config());
+    }
+    let mut ctx = Context::for_function(func);
+    let code = ctx
+        .compile(isa, &mut ControlPlane::default())
+        .map_err(|e| format!("the check trampoline: {:?}", e.inner))?;
+    let function = FunctionCode {
+        index: 0,
+        bytes: code.code_buffer().to_vec(),
+        relocs: code.buffer.relocs().to_vec(),
+        callees: Vec::new(),
+        alignment: code.buffer.alignment.max(isa.function_alignment().minimum),
+        loop_header: None,
+    };
+    let (memory, addrs) = CodeMemory::place(&[function])?;
+    // Called by every checked program for the rest of the process.
+    std::mem::forget(memory);
+    Ok(addrs[0])
+}
