@@ -230,8 +230,8 @@ struct RunArgs {
     /// The executor: interp, cranelift, llvm, or auto (start on Cranelift,
     /// move to LLVM after --threshold calls, cross-check against the
     /// interpreter).
-    #[arg(long, default_value = "interp")]
-    tier: TierChoice,
+    #[arg(long, value_name = "TIER")]
+    tier: Option<TierChoice>,
     /// Run the program N times (each run starts from the same input memory).
     #[arg(long, value_name = "N", default_value_t = 1)]
     repeat: u64,
@@ -271,6 +271,35 @@ struct RunArgs {
     /// --map-init).
     #[arg(long, value_name = "FILE")]
     object: Option<PathBuf>,
+    /// AOT objects: the entry symbol (`bpfvm compile --entry`) [default:
+    /// bpf_main]. Without --object, --prog names it too.
+    #[arg(long, value_name = "SYMBOL")]
+    entry: Option<String>,
+}
+
+impl RunArgs {
+    /// The executor: `--tier`, else the interpreter.
+    fn tier(&self) -> TierChoice {
+        self.tier.unwrap_or(TierChoice::Fixed(Tier::Interp))
+    }
+
+    /// Refuses the options an AOT object cannot honour: it runs as it was
+    /// compiled (checks, budget, call depth) on no tier but its own.
+    fn check_aot_options(&self) -> Result<(), CliError> {
+        let set = [
+            ("--tier", self.tier.is_some()),
+            ("--unchecked", self.unchecked),
+            ("--budget", self.budget.is_some()),
+            ("--call-depth", self.call_depth.is_some()),
+            ("--no-cross-check", self.no_cross_check),
+        ];
+        match set.iter().find(|(_, on)| *on) {
+            Some((flag, _)) => Err(CliError::Usage(format!(
+                "{flag} does not apply to an AOT object: it runs with the options it was compiled with (`bpfvm compile`)"
+            ))),
+            None => Ok(()),
+        }
+    }
 }
 
 #[derive(Args)]
@@ -403,10 +432,27 @@ fn is_native_object(bytes: &[u8]) -> bool {
     half(16) == ET_REL && matches!(half(18), EM_X86_64 | EM_AARCH64)
 }
 
+/// Whether the AOT object in `bytes` defines `<entry>_maps_digest`: it was
+/// compiled from a program of an ELF object, whose maps it needs.
+fn has_maps_digest(bytes: &[u8], entry: &str) -> bool {
+    use object::{Object as _, ObjectSymbol as _};
+    let name = format!("{entry}_maps_digest");
+    object::File::parse(bytes).is_ok_and(|f| {
+        f.symbols()
+            .any(|s| s.is_definition() && s.name() == Ok(name.as_str()))
+    })
+}
+
 /// Runs an AOT object made by `bpfvm compile`: loads it, resolves its
 /// helpers to the standard ones, runs its entry.
 fn run_aot(args: &RunArgs, bytes: &[u8], mut mem: Vec<u8>) -> Result<u8> {
-    let entry = args.input.prog.as_deref();
+    let entry = args.entry.as_deref().or(args.input.prog.as_deref());
+    if has_maps_digest(bytes, entry.unwrap_or("bpf_main")) {
+        return Err(CliError::Usage(
+            "this AOT object was compiled from a program of an ELF object: give that object with --object FILE.o (its maps and global data)".into(),
+        )
+        .into());
+    }
     let code = emit::load_object(bytes, entry).map_err(emit_error)?;
     let table = bpfvm::standard_test_helpers().table();
     let env = bpfvm::engine::backend::RunEnv {
@@ -450,7 +496,7 @@ fn run_object(args: &RunArgs, bytes: &[u8], aot: Option<&[u8]>) -> Result<u8> {
         (None, None) => Vec::new(),
     };
     let cfg = bpfvm_cli::object::ObjectRun {
-        tier: args.tier,
+        tier: args.tier(),
         threshold: args.threshold,
         cross_check: !args.no_cross_check,
         checked: !args.unchecked,
@@ -464,7 +510,10 @@ fn run_object(args: &RunArgs, bytes: &[u8], aot: Option<&[u8]>) -> Result<u8> {
         dump_maps: args.dump_maps,
         dump_mem: args.dump_mem,
         json: args.json,
-        aot: aot.map(<[u8]>::to_vec),
+        aot: aot.map(|bytes| bpfvm_cli::object::AotRun {
+            bytes: bytes.to_vec(),
+            entry: args.entry.clone(),
+        }),
     };
     let report = bpfvm_cli::object::run(bytes, args.input.prog.as_deref(), &mem, &cfg)?;
     print(&report.stdout)?;
@@ -484,6 +533,7 @@ fn run(args: RunArgs) -> Result<u8> {
             }
             (None, None) => Vec::new(),
         };
+        args.check_aot_options()?;
         if let Some(path) = &args.object {
             let object = read_input(path)?;
             return run_object(&args, &object, Some(&bytes));
@@ -519,7 +569,7 @@ fn run(args: RunArgs) -> Result<u8> {
     };
     // Command-line settings win over a .data file's `-- options`.
     let run = EngineRun {
-        tier: args.tier,
+        tier: args.tier(),
         checked: !args.unchecked,
         budget: args.budget.or(loaded.options.budget),
         call_depth: args
@@ -551,7 +601,7 @@ fn run(args: RunArgs) -> Result<u8> {
                 print(&format!("{v}\n"))?;
             } else {
                 print(&format!("r0 = {r0:#x} ({r0})\n"))?;
-                if args.repeat > 1 || args.tier == TierChoice::Auto {
+                if args.repeat > 1 || args.tier() == TierChoice::Auto {
                     print(&format!(
                         "tier {tier}; calls: interp {}, cranelift {}, llvm {}; cross-checks {}, mismatches {}\n",
                         stats.calls.interp, stats.calls.cranelift, stats.calls.llvm, stats.cross_checks, stats.mismatches

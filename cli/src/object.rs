@@ -45,8 +45,16 @@ pub struct ObjectRun {
     pub dump_mem: bool,
     pub json: bool,
     /// An AOT object of one of the object's programs (`bpfvm compile`) to
-    /// run instead of a tier; `prog` then names its entry (`bpf_main`).
-    pub aot: Option<Vec<u8>>,
+    /// run instead of a tier.
+    pub aot: Option<AotRun>,
+}
+
+/// An AOT object to run with an ELF object's maps.
+#[derive(Clone, Debug)]
+pub struct AotRun {
+    pub bytes: Vec<u8>,
+    /// Its entry symbol (`bpf_main` when `None`).
+    pub entry: Option<String>,
 }
 
 /// What a run printed and its exit code.
@@ -172,6 +180,11 @@ pub fn run(
     };
     let obj = LoadedObject::load_with(bytes, opts)?;
     let name = match (prog, &cfg.aot) {
+        // With an AOT object the program only names the run (which one the
+        // object was compiled from is what its digest checks); it must exist.
+        (Some(p), Some(_)) if obj.program_id(p).is_none() => {
+            return Err(usage(format!("the object has no program `{p}`")));
+        }
         (Some(p), _) => p.to_string(),
         (None, Some(_)) => "bpf_main".to_string(),
         (None, None) => input::select_program(obj.object())?.name.clone(),
@@ -190,7 +203,7 @@ pub fn run(
         ..CompileOptions::default()
     };
     let runs = match (&cfg.aot, cfg.tier) {
-        (Some(aot), _) => run_aot(&obj, aot, &name, mem, cfg.repeat)?,
+        (Some(aot), _) => run_aot(&obj, aot, mem, cfg.repeat)?,
         (None, TierChoice::Fixed(tier)) => run_fixed(&obj, &name, tier, &copts, mem, cfg.repeat)?,
         (None, TierChoice::Auto) => run_tiered(&obj, &name, &copts, mem, cfg)?,
     };
@@ -337,17 +350,11 @@ fn run_fixed(
     })
 }
 
-/// Runs an AOT object of one of `obj`'s programs (entry `entry`) with
-/// `obj`'s maps, `repeat` times; its options (checks, budget, call depth)
-/// are those it was compiled with.
-fn run_aot(
-    obj: &LoadedObject,
-    aot: &[u8],
-    entry: &str,
-    mem: &[u8],
-    repeat: u64,
-) -> Result<Runs, CliError> {
-    let prepared = obj.prepare_aot(aot, Some(entry))?;
+/// Runs an AOT object of one of `obj`'s programs with `obj`'s maps,
+/// `repeat` times; its options (checks, budget, call depth) are those it
+/// was compiled with.
+fn run_aot(obj: &LoadedObject, aot: &AotRun, mem: &[u8], repeat: u64) -> Result<Runs, CliError> {
+    let prepared = obj.prepare_aot(&aot.bytes, aot.entry.as_deref())?;
     let (result, last) = repeat_runs(mem, repeat, |m| prepared.run(m));
     Ok(Runs {
         result,

@@ -182,13 +182,14 @@ fn aot_objects_of_fixtures_run_with_the_object_maps() {
         let elf = fixture(name);
         ok(&bpfvm(&["compile", &elf, "--prog", prog, "-o", out]));
         let common = ["--mem", mem, "--repeat", "10", "--dump-maps", "--json"];
-        let mut aot = vec!["run", out, "--object", &elf];
+        let mut aot = vec!["run", out, "--object", &elf, "--prog", prog];
         aot.extend(common);
         let got = json(&bpfvm(&aot));
         let mut interp = vec!["run", &elf, "--prog", prog, "--tier", "interp"];
         interp.extend(common);
         let want = json(&bpfvm(&interp));
         assert_eq!(got["tier"], "aot", "{name}");
+        assert_eq!(got["program"], prog, "{name}");
         for key in ["result", "maps", "trace"] {
             assert_eq!(got[key], want[key], "{name}: {key}");
         }
@@ -206,10 +207,31 @@ fn aot_objects_of_fixtures_run_with_the_object_maps() {
     ]);
     assert_eq!(o.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&o.stderr).contains("compiled against other maps"));
-    // Maps without the object: a usage error.
-    let o = bpfvm(&["run", out.to_str().unwrap(), "--dump-maps"]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("need --object"));
+    // Without the object, or with options it was not compiled with: usage
+    // errors (exit 2) that say why.
+    let out = out.to_str().unwrap();
+    let counter = fixture("xdp_counter");
+    for (args, why) in [
+        (vec!["run", out, "--dump-maps"], "need --object"),
+        (vec!["run", out], "give that object with --object"),
+        (
+            vec!["run", out, "--object", &counter, "--unchecked"],
+            "--unchecked does not apply",
+        ),
+        (
+            vec!["run", out, "--object", &counter, "--tier", "llvm"],
+            "--tier does not apply",
+        ),
+        (
+            vec!["run", out, "--object", &counter, "--prog", "nope"],
+            "no program `nope`",
+        ),
+    ] {
+        let o = bpfvm(&args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(why), "{args:?}: {err}");
+    }
 }
 
 /// A C host in the style of llvmbpf's standalone AOT example: it links the

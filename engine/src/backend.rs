@@ -226,6 +226,7 @@ pub fn execute_on(
         last_region_start: 0,
         last_region_len: 0,
         last_region_store_len: 0,
+        check_answer: 0,
     };
     // SAFETY: the context points at `mem`, `stack`, the regions and the
     // helper table, all borrowed for the duration of this call.

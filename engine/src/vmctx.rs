@@ -122,6 +122,10 @@ pub struct VmCtx {
     pub last_region_start: u64,
     pub last_region_len: u64,
     pub last_region_store_len: u64,
+    /// Where tier 0's out-of-line check trampoline leaves
+    /// [`bpfvm_check_access`]'s answer (1: allowed, 0: not), since the
+    /// `preserve_all` call it makes has no return value.
+    pub check_answer: u64,
 }
 
 pub const OFFSET_MEM_START: i32 = offset_of!(VmCtx, mem_start) as i32;
@@ -141,6 +145,7 @@ pub const OFFSET_HOST: i32 = offset_of!(VmCtx, host) as i32;
 pub const OFFSET_LAST_REGION_START: i32 = offset_of!(VmCtx, last_region_start) as i32;
 pub const OFFSET_LAST_REGION_LEN: i32 = offset_of!(VmCtx, last_region_len) as i32;
 pub const OFFSET_LAST_REGION_STORE_LEN: i32 = offset_of!(VmCtx, last_region_store_len) as i32;
+pub const OFFSET_CHECK_ANSWER: i32 = offset_of!(VmCtx, check_answer) as i32;
 /// Size of a `HelperSlot` and the offsets of its fields.
 pub const HELPER_SLOT_SIZE: i32 = std::mem::size_of::<HelperSlot>() as i32;
 pub const OFFSET_SLOT_FUNC: i32 = offset_of!(HelperSlot, func) as i32;
@@ -296,6 +301,7 @@ mod tests {
         assert_eq!(OFFSET_LAST_REGION_START, 104);
         assert_eq!(OFFSET_LAST_REGION_LEN, 112);
         assert_eq!(OFFSET_LAST_REGION_STORE_LEN, 120);
+        assert_eq!(OFFSET_CHECK_ANSWER, 128);
         assert_eq!(HELPER_SLOT_SIZE, 16);
     }
 
@@ -318,6 +324,7 @@ mod tests {
             last_region_start: 0,
             last_region_len: 0,
             last_region_store_len: 0,
+            check_answer: 0,
         }
     }
 

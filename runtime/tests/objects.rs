@@ -442,3 +442,33 @@ fn aot_objects_are_refused_for_other_maps() {
         .prepare_aot(&bytes, None)
         .expect("the same object's maps");
 }
+
+/// The digest covers the code too: the same maps with another program
+/// (here the runt key 3 changed to 2) is another object, whose function
+/// addresses and tail-call targets an AOT object must not be run with.
+#[test]
+fn the_maps_digest_covers_the_programs() {
+    let bytes = fixture("xdp_counter");
+    // `r6 = r2; r2 = 3` at the start of xdp_count.
+    let first = [
+        0xbf, 0x26, 0, 0, 0, 0, 0, 0, 0xb7, 0x02, 0, 0, 0x03, 0, 0, 0,
+    ];
+    let at = bytes
+        .windows(first.len())
+        .position(|w| w == first)
+        .expect("the program's first instructions");
+    assert_eq!(
+        bytes.windows(first.len()).filter(|w| *w == first).count(),
+        1
+    );
+    let mut other = bytes.clone();
+    other[at + 12] = 0x02;
+    let a = LoadedObject::load(&bytes).unwrap();
+    let b = LoadedObject::load(&other).unwrap();
+    assert_eq!(a.dump_maps(), b.dump_maps());
+    assert_ne!(a.maps_digest(), b.maps_digest());
+    assert_eq!(
+        a.maps_digest(),
+        LoadedObject::load(&bytes).unwrap().maps_digest()
+    );
+}

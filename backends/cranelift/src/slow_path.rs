@@ -8,13 +8,13 @@
 //! iteration, to keep them across a call that almost never happens). So the
 //! generated code calls a trampoline with Cranelift's `preserve_all`
 //! convention instead, which clobbers nothing: it saves what the C function
-//! may clobber, calls it, and stores its answer (1: allowed, 0: not) where
-//! its sixth argument points, since `preserve_all` has no return value.
+//! may clobber, calls it, and stores its answer (1: allowed, 0: not) in
+//! `VmCtx::check_answer`, since `preserve_all` has no return value.
 //! The trampoline is compiled once per process and never freed.
 
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
-use bpfvm_engine::vmctx::bpfvm_check_access;
+use bpfvm_engine::vmctx::{bpfvm_check_access, OFFSET_CHECK_ANSWER};
 use cranelift_codegen::control::ControlPlane;
 use cranelift_codegen::ir::types::I64;
 use cranelift_codegen::ir::{
@@ -28,19 +28,29 @@ use crate::code_memory::{CodeMemory, FunctionCode};
 use crate::{fail, isa, signature as c_signature};
 use bpfvm_engine::backend::CompileError;
 
-/// `(ctx, addr, size, write, frame_lo, out)`, `preserve_all`, no result.
+/// `(ctx, addr, size, write, frame_lo)`, `preserve_all`, no result.
 pub(crate) fn signature() -> Signature {
     let mut sig = Signature::new(CallConv::PreserveAll);
-    for _ in 0..6 {
+    for _ in 0..5 {
         sig.params.push(AbiParam::new(I64));
     }
     sig
 }
 
-/// The trampoline's address.
+/// The trampoline's address. A failed build (no memory for the mapping)
+/// fails this compile only; the next one tries again.
 pub(crate) fn trampoline() -> Result<usize, CompileError> {
-    static ADDR: OnceLock<Result<usize, String>> = OnceLock::new();
-    ADDR.get_or_init(build).clone().map_err(fail)
+    static ADDR: OnceLock<usize> = OnceLock::new();
+    static BUILDING: Mutex<()> = Mutex::new(());
+    if let Some(&addr) = ADDR.get() {
+        return Ok(addr);
+    }
+    let _one_at_a_time = BUILDING.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(&addr) = ADDR.get() {
+        return Ok(addr);
+    }
+    let addr = build().map_err(fail)?;
+    Ok(*ADDR.get_or_init(|| addr))
 }
 
 fn build() -> Result<usize, String> {
@@ -59,9 +69,10 @@ fn build() -> Result<usize, String> {
         let f = b
             .ins()
             .iconst(I64, bpfvm_check_access as *const () as usize as i64);
-        let call = b.ins().call_indirect(check_sig, f, &p[..5]);
+        let call = b.ins().call_indirect(check_sig, f, &p);
         let allowed = b.inst_results(call)[0];
-        b.ins().store(MemFlagsData::trusted(), allowed, p[5], 0);
+        b.ins()
+            .store(MemFlagsData::trusted(), allowed, p[0], OFFSET_CHECK_ANSWER);
         b.ins().return_(&[]);
         b.finalize(isa.frontend_config());
     }

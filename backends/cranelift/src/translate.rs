@@ -15,8 +15,7 @@ use bpfvm_engine::vmctx::*;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::types::{I16, I32, I64, I8};
 use cranelift_codegen::ir::{
-    AtomicRmwOp, Block, FuncRef, InstBuilder, MemFlagsData, SigRef, StackSlot, StackSlotData,
-    StackSlotKind, Type, Value,
+    AtomicRmwOp, Block, FuncRef, InstBuilder, MemFlagsData, SigRef, Type, Value,
 };
 use cranelift_frontend::{FunctionBuilder, Variable};
 
@@ -54,8 +53,6 @@ pub(crate) struct Translator<'a, 'b> {
     r10: Value,
     /// Lowest stack address of this frame (r10 - 512).
     frame_lo: Value,
-    /// Where the out-of-line check writes its answer (made on first use).
-    check_slot: Option<StackSlot>,
     /// Input region start, and per access size the bound `len - n + 1`
     /// (0 when the region is smaller than n): `addr - start < bound`.
     mem_start: Option<Value>,
@@ -127,7 +124,6 @@ impl<'a, 'b> Translator<'a, 'b> {
             ctx,
             r10,
             frame_lo,
-            check_slot: None,
             mem_start: None,
             mem_bound: [None; 4],
             stack_bound: [None; 4],
@@ -728,14 +724,12 @@ impl<'a, 'b> Translator<'a, 'b> {
         let n = self.b.ins().iconst(I64, size.bytes() as i64);
         let w = self.b.ins().iconst(I64, write as i64);
         let f = self.b.ins().iconst(I64, self.ext.check_fn);
-        let slot = *self.check_slot.get_or_insert_with(|| {
-            self.b
-                .create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, 8, 3))
-        });
-        let out = self.b.ins().stack_addr(I64, slot, 0);
-        let args = [self.ctx, addr, n, w, self.frame_lo, out];
+        let args = [self.ctx, addr, n, w, self.frame_lo];
         self.b.ins().call_indirect(self.ext.check_sig, f, &args);
-        let allowed = self.b.ins().load(I64, trusted(), out, 0);
+        let allowed = self
+            .b
+            .ins()
+            .load(I64, trusted(), self.ctx, OFFSET_CHECK_ANSWER);
         let trap = self.trap(None, Some(pc), None, 0);
         self.b.ins().brif(allowed, ok, &[], trap, &[]);
         self.b.switch_to_block(ok);

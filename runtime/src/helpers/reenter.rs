@@ -237,6 +237,7 @@ fn run_nested(
         last_region_start: 0,
         last_region_len: 0,
         last_region_store_len: 0,
+        check_answer: 0,
     };
     // SAFETY: the context points at a fresh stack, a region list and the
     // parent's helper table and memory, all alive for the whole call (the

@@ -98,34 +98,55 @@ impl CompiledCode for AotWithMaps {
     }
 }
 
+/// FNV-1a over fields, each preceded by its length.
+struct Fnv(u64);
+
+impl Fnv {
+    fn bytes(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn field(&mut self, bytes: &[u8]) {
+        self.bytes(&(bytes.len() as u64).to_le_bytes());
+        self.bytes(bytes);
+    }
+}
+
 impl LoadedObject {
-    /// A digest of what an AOT object of this object's programs depends on:
-    /// each map's name, type, sizes, entries and flags, and each program's
-    /// and function's name, in order (FNV-1a, 64 bits).
+    /// A digest of what an AOT object of this object's programs depends on
+    /// (FNV-1a, 64 bits, over length-prefixed fields): each map's name,
+    /// type, sizes, entries, flags and initial data, and each program's
+    /// and function's name and linked instructions, in order. Function
+    /// addresses compiled into the object name a program and a pc, and
+    /// tail calls and `bpf_loop` callbacks run this object's code, so a
+    /// rebuilt object with the same maps but other code is another object.
     pub fn maps_digest(&self) -> u64 {
-        let mut text = String::new();
+        let mut h = Fnv(0xcbf2_9ce4_8422_2325);
         for m in self.shared.maps.iter() {
             let d = m.def();
-            text.push_str(&format!(
-                "map {} {} {} {} {} {};",
-                d.name,
-                m.kind().name(),
-                d.key_size,
-                d.value_size,
-                d.max_entries,
-                d.flags
-            ));
+            h.field(b"map");
+            h.field(d.name.as_bytes());
+            h.field(m.kind().name().as_bytes());
+            for n in [d.key_size, d.value_size, d.max_entries, d.flags] {
+                h.field(&n.to_le_bytes());
+            }
+            h.field(d.data.as_deref().unwrap_or(b"\0none"));
         }
         let object = &self.shared.object;
-        for p in &object.programs {
-            text.push_str(&format!("prog {};", p.name));
+        let count = object.programs.len() + object.functions.len();
+        for id in 0..count {
+            h.field(b"program");
+            match u32::try_from(id).map(|id| self.shared.linked(id)) {
+                Ok(Ok(p)) => {
+                    h.field(p.name.as_bytes());
+                    h.field(&bpfvm_engine::isa::encode_program(&p.insns));
+                }
+                _ => h.field(b"\0unlinkable"),
+            }
         }
-        for f in &object.functions {
-            text.push_str(&format!("func {};", f.name));
-        }
-        text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-            (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
-        })
+        h.0
     }
 
     /// Compiles program `name` to a relocatable native object (see
