@@ -65,7 +65,7 @@ pub struct ClifText {
     pub before: String,
     pub after: String,
     /// Cranelift's listing of the machine instructions after register
-    /// allocation, with each function's loop header to align.
+    /// allocation.
     pub machine: String,
 }
 
@@ -143,8 +143,6 @@ fn isa(optimize: bool) -> Result<OwnedTargetIsa, CompileError> {
                 set(&mut flags, "regalloc_algorithm", "single_pass")?;
             }
             set(&mut flags, "use_colocated_libcalls", "false")?;
-            // Block offsets and edges, to find the loop header to align.
-            set(&mut flags, "machine_code_cfg_info", "true")?;
             set(&mut flags, "is_pic", "false")?;
             let verify = if cfg!(debug_assertions) {
                 "true"
@@ -274,7 +272,8 @@ fn build_with(
         )?);
     }
 
-    let (memory, addrs) = CodeMemory::place(&compiled).map_err(fail)?;
+    let align = isa.function_alignment().preferred as usize;
+    let (memory, addrs) = CodeMemory::place(&compiled, align).map_err(fail)?;
     let entry_addr = compiled
         .iter()
         .position(|c| c.index == 0)
@@ -303,17 +302,14 @@ fn compile_function(
         .map_err(|e| fail(format!("{:?}", e.inner)))?;
     let bytes = code.code_buffer().to_vec();
     let relocs = code.buffer.relocs().to_vec();
-    let alignment = code.buffer.alignment.max(isa.function_alignment().minimum);
-    let loop_header = code_memory::innermost_loop_header(&code.bb_edges);
     let machine = code.vcode.clone();
     if let (Some(t), Some(before)) = (text, before) {
         t.before.push_str(&before);
         t.before.push('\n');
         t.after.push_str(&ctx.func.display().to_string());
         t.after.push('\n');
-        let header = loop_header.map_or("none".to_string(), |h| format!("offset {h:#x}"));
         t.machine.push_str(&format!(
-            "function u0:{index} ({} bytes; loop header aligned to 64: {header})\n{}\n",
+            "function u0:{index} ({} bytes)\n{}\n",
             bytes.len(),
             machine.unwrap_or_default()
         ));
@@ -324,7 +320,5 @@ fn compile_function(
         bytes,
         relocs,
         callees,
-        alignment,
-        loop_header,
     })
 }

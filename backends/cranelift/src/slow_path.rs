@@ -85,10 +85,9 @@ fn build() -> Result<usize, String> {
         bytes: code.code_buffer().to_vec(),
         relocs: code.buffer.relocs().to_vec(),
         callees: Vec::new(),
-        alignment: code.buffer.alignment.max(isa.function_alignment().minimum),
-        loop_header: None,
     };
-    let (memory, addrs) = CodeMemory::place(&[function])?;
+    let align = isa.function_alignment().preferred as usize;
+    let (memory, addrs) = CodeMemory::place(&[function], align)?;
     // Called by every checked program for the rest of the process.
     std::mem::forget(memory);
     Ok(addrs[0])
