@@ -406,6 +406,18 @@ fn read_input(path: &Path) -> Result<Vec<u8>, CliError> {
     }
 }
 
+/// The input memory: `--mem`, else `--mem-hex`, else `fallback` (a `.data`
+/// file's `-- mem`), else none.
+fn input_memory(args: &RunArgs, fallback: Option<Vec<u8>>) -> Result<Vec<u8>, CliError> {
+    match (&args.mem, &args.mem_hex) {
+        (Some(path), _) => read_input(path),
+        (None, Some(text)) => {
+            hex::parse_hex(text).map_err(|e| CliError::Usage(format!("--mem-hex: {e}")))
+        }
+        (None, None) => Ok(fallback.unwrap_or_default()),
+    }
+}
+
 fn load(args: &InputArgs) -> Result<Loaded, CliError> {
     let bytes = read_input(&args.file)?;
     Ok(input::load(&bytes, args.format, args.prog.as_deref())?)
@@ -488,13 +500,7 @@ fn run_aot(args: &RunArgs, bytes: &[u8], mut mem: Vec<u8>) -> Result<u8> {
 /// `bpfvm run` on a BPF ELF object: maps, global data and standard helpers;
 /// with `aot`, the program is that AOT object of one of its programs.
 fn run_object(args: &RunArgs, bytes: &[u8], aot: Option<&[u8]>) -> Result<u8> {
-    let mem = match (&args.mem, &args.mem_hex) {
-        (Some(path), _) => read_input(path)?,
-        (None, Some(text)) => {
-            hex::parse_hex(text).map_err(|e| CliError::Usage(format!("--mem-hex: {e}")))?
-        }
-        (None, None) => Vec::new(),
-    };
+    let mem = input_memory(args, None)?;
     let cfg = bpfvm_cli::object::ObjectRun {
         tier: args.tier(),
         threshold: args.threshold,
@@ -526,13 +532,6 @@ fn run_object(args: &RunArgs, bytes: &[u8], aot: Option<&[u8]>) -> Result<u8> {
 fn run(args: RunArgs) -> Result<u8> {
     let bytes = read_input(&args.input.file)?;
     if is_native_object(&bytes) {
-        let mem = match (&args.mem, &args.mem_hex) {
-            (Some(path), _) => read_input(path)?,
-            (None, Some(text)) => {
-                hex::parse_hex(text).map_err(|e| CliError::Usage(format!("--mem-hex: {e}")))?
-            }
-            (None, None) => Vec::new(),
-        };
         args.check_aot_options()?;
         if let Some(path) = &args.object {
             let object = read_input(path)?;
@@ -544,6 +543,7 @@ fn run(args: RunArgs) -> Result<u8> {
             )
             .into());
         }
+        let mem = input_memory(&args, None)?;
         return run_aot(&args, &bytes, mem);
     }
     if args.object.is_some() {
@@ -560,13 +560,7 @@ fn run(args: RunArgs) -> Result<u8> {
     }
     let loaded = input::load(&bytes, args.input.format, args.input.prog.as_deref())
         .map_err(CliError::from)?;
-    let mut mem = match (&args.mem, &args.mem_hex) {
-        (Some(path), _) => read_input(path)?,
-        (None, Some(text)) => {
-            hex::parse_hex(text).map_err(|e| CliError::Usage(format!("--mem-hex: {e}")))?
-        }
-        (None, None) => loaded.mem.clone().unwrap_or_default(),
-    };
+    let mut mem = input_memory(&args, loaded.mem.clone())?;
     // Command-line settings win over a .data file's `-- options`.
     let run = EngineRun {
         tier: args.tier(),

@@ -161,6 +161,14 @@ fn maps_text(obj: &LoadedObject) -> String {
     out
 }
 
+/// The program `prog` names, or the object's only one.
+fn program_name(obj: &LoadedObject, prog: Option<&str>) -> Result<String, CliError> {
+    Ok(match prog {
+        Some(p) => p.to_string(),
+        None => input::select_program(obj.object())?.name.clone(),
+    })
+}
+
 /// Runs a program of the object in `bytes` over `mem`.
 pub fn run(
     bytes: &[u8],
@@ -185,9 +193,8 @@ pub fn run(
         (Some(p), Some(_)) if obj.program_id(p).is_none() => {
             return Err(usage(format!("the object has no program `{p}`")));
         }
-        (Some(p), _) => p.to_string(),
         (None, Some(_)) => "bpf_main".to_string(),
-        (None, None) => input::select_program(obj.object())?.name.clone(),
+        (p, _) => program_name(&obj, p)?,
     };
     for (map, path) in &cfg.map_init {
         let text = std::fs::read_to_string(path).map_err(|source| CliError::Read {
@@ -374,10 +381,7 @@ pub fn compile(
     target: &bpfvm::emit::AotTarget,
 ) -> Result<Vec<u8>, CliError> {
     let obj = LoadedObject::load(bytes)?;
-    let name = match prog {
-        Some(p) => p.to_string(),
-        None => input::select_program(obj.object())?.name.clone(),
-    };
+    let name = program_name(&obj, prog)?;
     Ok(obj.compile_aot(&name, opts, target)?)
 }
 
@@ -422,10 +426,7 @@ fn run_tiered(
 /// Verifies a program of the object (`bpfvm verify`): (instructions, functions).
 pub fn verify(bytes: &[u8], prog: Option<&str>) -> Result<(usize, usize), CliError> {
     let obj = LoadedObject::load(bytes)?;
-    let name = match prog {
-        Some(p) => p.to_string(),
-        None => input::select_program(obj.object())?.name.clone(),
-    };
+    let name = program_name(&obj, prog)?;
     let program = obj.verify_program(&name)?;
     let instructions = program
         .instrs()
