@@ -1,24 +1,41 @@
 //! The out-of-line memory check, called as a `preserve_all` function.
 //!
-//! A checked access outside the input, the frame and the remembered region
-//! calls `bpfvm_check_access` from a cold block. Called with the C calling
-//! convention, that call would clobber every caller-saved register, and
-//! since it sits inside the program's loops the register allocator would
-//! keep loop values out of those registers (spilling them, on every
-//! iteration, to keep them across a call that almost never happens). So the
-//! generated code calls a trampoline with Cranelift's `preserve_all`
-//! convention instead, which clobbers nothing: it saves what the C function
-//! may clobber, calls it, and stores its answer (1: allowed, 0: not) in
-//! `VmCtx::check_answer`, since `preserve_all` has no return value.
-//! The trampoline is compiled once per process and never freed.
+//! A checked access outside the input and the frame calls the check
+//! trampoline from a cold block. Called with the C calling convention, that
+//! call would clobber every caller-saved register, and since it sits inside
+//! the program's loops the register allocator would keep loop values out of
+//! those registers (spilling them, on every iteration, to keep them across a
+//! call that almost never happens). So the generated code calls trampolines
+//! with Cranelift's `preserve_all` convention instead, which clobber
+//! nothing, and which leave their answer (1: allowed, 0: not) in
+//! `VmCtx::check_answer`, since `preserve_all` has no return value:
+//!
+//! - the *check* trampoline tries the extra region the last out-of-line
+//!   check allowed (`VmCtx::last_region_*`: the map value or global data a
+//!   program is working on); it uses a few registers only, so what it saves
+//!   and restores is cheap;
+//! - on a miss it calls the *call* trampoline, which saves whatever the C
+//!   function may clobber (XMM included), calls `bpfvm_check_access`, and on
+//!   a refusal completes the trap record with the access's pc.
+//!
+//! Keeping the last-region test and the pc out of the generated code keeps
+//! each checked access's slow path to one call, which is most of what tier 0
+//! compiles for a memory access. The trampolines are compiled once per
+//! process and never freed.
 
 use std::sync::{Mutex, OnceLock};
 
-use bpfvm_engine::vmctx::{bpfvm_check_access, OFFSET_CHECK_ANSWER};
+use bpfvm_engine::instr::MemSize;
+use bpfvm_engine::vmctx::{
+    bpfvm_check_access, OFFSET_CHECK_ANSWER, OFFSET_LAST_REGION_LEN, OFFSET_LAST_REGION_START,
+    OFFSET_LAST_REGION_STORE_LEN, OFFSET_TRAP_PC,
+};
 use cranelift_codegen::control::ControlPlane;
+use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::types::I64;
 use cranelift_codegen::ir::{
-    AbiParam, Function, InstBuilder, MemFlagsData, Signature, UserFuncName,
+    AbiParam, ExtFuncData, ExternalName, Function, InstBuilder, MemFlagsData, Signature,
+    UserExternalName, UserExternalNameRef, UserFuncName,
 };
 use cranelift_codegen::isa::{CallConv, TargetIsa};
 use cranelift_codegen::Context;
@@ -28,17 +45,24 @@ use crate::code_memory::{CodeMemory, FunctionCode};
 use crate::{fail, isa, signature as c_signature};
 use bpfvm_engine::backend::CompileError;
 
-/// `(ctx, addr, size, write, frame_lo)`, `preserve_all`, no result.
+/// `(ctx, addr, access, frame_lo)`, `preserve_all`, no result; `access` is
+/// [`access`]'s packing of the size, the direction and the pc.
 pub(crate) fn signature() -> Signature {
     let mut sig = Signature::new(CallConv::PreserveAll);
-    for _ in 0..5 {
+    for _ in 0..4 {
         sig.params.push(AbiParam::new(I64));
     }
     sig
 }
 
-/// The trampoline's address. A failed build (no memory for the mapping)
-/// fails this compile only; the next one tries again.
+/// One access, as the trampolines take it: bits 0–7 the size in bytes,
+/// bit 8 set for a store, bits 16–63 the pc.
+pub(crate) fn access(pc: usize, size: MemSize, write: bool) -> i64 {
+    ((pc as i64) << 16) | ((write as i64) << 8) | size.bytes() as i64
+}
+
+/// The check trampoline's address. A failed build (no memory for the
+/// mapping) fails this compile only; the next one tries again.
 pub(crate) fn trampoline() -> Result<usize, CompileError> {
     static ADDR: OnceLock<usize> = OnceLock::new();
     static BUILDING: Mutex<()> = Mutex::new(());
@@ -53,42 +77,127 @@ pub(crate) fn trampoline() -> Result<usize, CompileError> {
     Ok(*ADDR.get_or_init(|| addr))
 }
 
+/// Index of each trampoline in the mapping (`UserFuncName::user(1, k)`).
+const CHECK: u32 = 0;
+const CALL: u32 = 1;
+
 fn build() -> Result<usize, String> {
     let isa = isa(true).map_err(|e| e.to_string())?;
     let isa: &dyn TargetIsa = isa.as_ref();
-    let mut func = Function::with_name_signature(UserFuncName::user(1, 0), signature());
     let mut fctx = FunctionBuilderContext::new();
-    {
-        let mut b = FunctionBuilder::new(&mut func, &mut fctx);
-        let entry = b.create_block();
-        b.append_block_params_for_function_params(entry);
-        b.switch_to_block(entry);
-        b.seal_block(entry);
-        let p = b.block_params(entry).to_vec();
-        let check_sig = b.import_signature(c_signature(isa, 5));
-        let f = b
-            .ins()
-            .iconst(I64, bpfvm_check_access as *const () as usize as i64);
-        let call = b.ins().call_indirect(check_sig, f, &p);
-        let allowed = b.inst_results(call)[0];
-        b.ins()
-            .store(MemFlagsData::trusted(), allowed, p[0], OFFSET_CHECK_ANSWER);
-        b.ins().return_(&[]);
-        b.finalize(isa.frontend_config());
-    }
-    let mut ctx = Context::for_function(func);
-    let code = ctx
-        .compile(isa, &mut ControlPlane::default())
-        .map_err(|e| format!("the check trampoline: {:?}", e.inner))?;
-    let function = FunctionCode {
-        index: 0,
-        bytes: code.code_buffer().to_vec(),
-        relocs: code.buffer.relocs().to_vec(),
-        callees: Vec::new(),
-    };
+    let (func, call_ref) = check_function(isa, &mut fctx);
+    let check = compile(isa, func, CHECK, vec![(call_ref, CALL)], "check")?;
+    let call = compile(isa, call_function(isa, &mut fctx), CALL, Vec::new(), "call")?;
     let align = isa.function_alignment().preferred as usize;
-    let (memory, addrs) = CodeMemory::place(&[function], align)?;
+    let (memory, addrs) = CodeMemory::place(&[check, call], align)?;
     // Called by every checked program for the rest of the process.
     std::mem::forget(memory);
     Ok(addrs[0])
+}
+
+fn compile(
+    isa: &dyn TargetIsa,
+    func: Function,
+    index: u32,
+    callees: Vec<(UserExternalNameRef, u32)>,
+    what: &str,
+) -> Result<FunctionCode, String> {
+    let mut ctx = Context::for_function(func);
+    let code = ctx
+        .compile(isa, &mut ControlPlane::default())
+        .map_err(|e| format!("the {what} trampoline: {:?}", e.inner))?;
+    Ok(FunctionCode {
+        index,
+        bytes: code.code_buffer().to_vec(),
+        relocs: code.buffer.relocs().to_vec(),
+        callees,
+    })
+}
+
+/// `check(ctx, addr, access, frame_lo)`: allowed at once when the access
+/// lies in the remembered region, else `call(...)`.
+fn check_function(
+    isa: &dyn TargetIsa,
+    fctx: &mut FunctionBuilderContext,
+) -> (Function, UserExternalNameRef) {
+    let mut func = Function::with_name_signature(UserFuncName::user(1, CHECK), signature());
+    let mut b = FunctionBuilder::new(&mut func, fctx);
+    let entry = b.create_block();
+    let hit = b.create_block();
+    let miss = b.create_block();
+    b.append_block_params_for_function_params(entry);
+    b.switch_to_block(entry);
+    let p = b.block_params(entry).to_vec();
+    let (ctx, addr, access) = (p[0], p[1], p[2]);
+    let t = MemFlagsData::trusted();
+    let size = b.ins().band_imm_s(access, 0xff);
+    let store = b.ins().band_imm_s(access, 0x100);
+    let start = b.ins().load(I64, t, ctx, OFFSET_LAST_REGION_START);
+    let load_len = b.ins().load(I64, t, ctx, OFFSET_LAST_REGION_LEN);
+    let store_len = b.ins().load(I64, t, ctx, OFFSET_LAST_REGION_STORE_LEN);
+    let len = b.ins().select(store, store_len, load_len);
+    let rel = b.ins().isub(addr, start);
+    let inside = b.ins().icmp(IntCC::UnsignedLessThan, rel, len);
+    // When `rel < len`, `len - rel` is the room left and cannot wrap.
+    let room = b.ins().isub(len, rel);
+    let fits = b.ins().icmp(IntCC::UnsignedGreaterThanOrEqual, room, size);
+    let allowed = b.ins().band(inside, fits);
+    b.ins().brif(allowed, hit, &[], miss, &[]);
+    b.switch_to_block(hit);
+    let one = b.ins().iconst(I64, 1);
+    b.ins().store(t, one, ctx, OFFSET_CHECK_ANSWER);
+    b.ins().return_(&[]);
+    b.switch_to_block(miss);
+    let sig = b.import_signature(signature());
+    let name = b
+        .func
+        .declare_imported_user_function(UserExternalName::new(1, CALL));
+    let callee = b.import_function(ExtFuncData {
+        name: ExternalName::User(name),
+        signature: sig,
+        colocated: true,
+        patchable: false,
+    });
+    b.ins().call(callee, &p);
+    b.ins().return_(&[]);
+    b.seal_all_blocks();
+    b.finalize(isa.frontend_config());
+    (func, name)
+}
+
+/// `call(ctx, addr, access, frame_lo)`: `bpfvm_check_access`, which records
+/// a refused access's trap but for its pc, stored here.
+fn call_function(isa: &dyn TargetIsa, fctx: &mut FunctionBuilderContext) -> Function {
+    let mut func = Function::with_name_signature(UserFuncName::user(1, CALL), signature());
+    let mut b = FunctionBuilder::new(&mut func, fctx);
+    let entry = b.create_block();
+    let refused = b.create_block();
+    let done = b.create_block();
+    b.append_block_params_for_function_params(entry);
+    b.switch_to_block(entry);
+    let p = b.block_params(entry).to_vec();
+    let (ctx, addr, access, frame_lo) = (p[0], p[1], p[2], p[3]);
+    let t = MemFlagsData::trusted();
+    let size = b.ins().band_imm_s(access, 0xff);
+    let store = b.ins().ushr_imm_s(access, 8);
+    let store = b.ins().band_imm_s(store, 1);
+    let check_sig = b.import_signature(c_signature(isa, 5));
+    let f = b
+        .ins()
+        .iconst(I64, bpfvm_check_access as *const () as usize as i64);
+    let call = b
+        .ins()
+        .call_indirect(check_sig, f, &[ctx, addr, size, store, frame_lo]);
+    let allowed = b.inst_results(call)[0];
+    b.ins().store(t, allowed, ctx, OFFSET_CHECK_ANSWER);
+    b.ins().brif(allowed, done, &[], refused, &[]);
+    b.switch_to_block(refused);
+    let pc = b.ins().ushr_imm_s(access, 16);
+    b.ins().store(t, pc, ctx, OFFSET_TRAP_PC);
+    b.ins().return_(&[]);
+    b.switch_to_block(done);
+    b.ins().return_(&[]);
+    b.seal_all_blocks();
+    b.finalize(isa.frontend_config());
+    func
 }

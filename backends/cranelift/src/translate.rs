@@ -19,6 +19,8 @@ use cranelift_codegen::ir::{
 };
 use cranelift_frontend::{FunctionBuilder, Variable};
 
+use crate::slow_path;
+
 /// What the translation of one function refers to outside itself.
 pub(crate) struct Externals<'a> {
     /// The program's functions, by start pc, imported into this function.
@@ -31,15 +33,28 @@ pub(crate) struct Externals<'a> {
     pub check_fn: i64,
 }
 
-/// A trap site, emitted as a cold block at the end of the function.
+/// A trap site: a cold block at the end of the function that passes what
+/// the record needs, packed into one constant, to the function's shared
+/// trap block (see [`Translator::emit_traps`]).
 struct TrapSite {
     block: Block,
-    /// `None` when the callee already wrote the whole record (trap
-    /// propagation) or a helper wrote all but the pc.
+    /// `None` when a helper already wrote all of the record but the pc.
     code: Option<u32>,
-    pc: Option<usize>,
+    pc: usize,
     addr: Option<Value>,
     size: u32,
+}
+
+/// The function's shared exits for traps, made when first needed.
+#[derive(Default)]
+struct TrapExits {
+    /// `return 0`: the record is complete (written by a callee, a helper
+    /// and the site, or the check trampoline).
+    trapped: Option<Block>,
+    /// `(code | size << 8 | pc << 16, addr)`: writes the whole record.
+    record: Option<Block>,
+    /// `(pc)`: writes the pc of a record a helper started.
+    pc_only: Option<Block>,
 }
 
 pub(crate) struct Translator<'a, 'b> {
@@ -70,6 +85,9 @@ pub(crate) struct Translator<'a, 'b> {
     /// For each leader (relative): the last pc that branches to it, if any.
     last_branch_to: Vec<Option<usize>>,
     traps: Vec<TrapSite>,
+    exits: TrapExits,
+    /// `0`, defined in the entry block.
+    zero: Value,
     /// Whether the current block already ends in a terminator.
     filled: bool,
     /// Per register other than r10: `Some(k)` when the current block has
@@ -134,6 +152,8 @@ impl<'a, 'b> Translator<'a, 'b> {
             seal_after: vec![Vec::new(); len],
             last_branch_to: vec![None; len],
             traps: Vec::new(),
+            exits: TrapExits::default(),
+            zero,
             filled: false,
             stack_offsets: [None; 10],
         };
@@ -263,20 +283,15 @@ impl<'a, 'b> Translator<'a, 'b> {
         let cost = self.program.block_cost(pc) as i64;
         let left = self.b.ins().load(I64, trusted(), self.ctx, OFFSET_BUDGET);
         let short = self.b.ins().icmp_imm_s(IntCC::UnsignedLessThan, left, cost);
-        let trap = self.trap(Some(TRAP_BUDGET), Some(pc), None, 0);
+        let trap = self.trap(Some(TRAP_BUDGET), pc, None, 0);
         self.branch_unless(short, trap);
         let rest = self.b.ins().iadd_imm_s(left, -cost);
         self.b.ins().store(trusted(), rest, self.ctx, OFFSET_BUDGET);
     }
 
-    /// Registers a trap site and returns its block.
-    fn trap(
-        &mut self,
-        code: Option<u32>,
-        pc: Option<usize>,
-        addr: Option<Value>,
-        size: u32,
-    ) -> Block {
+    /// Registers a trap site and returns its block: the record's code
+    /// (`None` when a helper wrote it), the pc, the address and the size.
+    fn trap(&mut self, code: Option<u32>, pc: usize, addr: Option<Value>, size: u32) -> Block {
         let block = self.b.create_block();
         self.b.set_cold_block(block);
         self.traps.push(TrapSite {
@@ -289,6 +304,27 @@ impl<'a, 'b> Translator<'a, 'b> {
         block
     }
 
+    /// The block that returns from a trap whose record is complete.
+    fn trapped(&mut self) -> Block {
+        *self.exits.trapped.get_or_insert_with(|| {
+            let block = self.b.create_block();
+            self.b.set_cold_block(block);
+            block
+        })
+    }
+
+    /// A shared exit block taking `params` i64 parameters.
+    fn exit_block(b: &mut FunctionBuilder<'_>, slot: &mut Option<Block>, params: usize) -> Block {
+        *slot.get_or_insert_with(|| {
+            let block = b.create_block();
+            b.set_cold_block(block);
+            for _ in 0..params {
+                b.append_block_param(block, I64);
+            }
+            block
+        })
+    }
+
     /// `if cond { goto trap }` and continue in a fresh block.
     fn branch_unless(&mut self, cond: Value, trap: Block) {
         let cont = self.b.create_block();
@@ -297,27 +333,56 @@ impl<'a, 'b> Translator<'a, 'b> {
         self.b.seal_block(cont);
     }
 
+    /// Emits the trap sites, each a jump with its packed record to one of
+    /// the shared exits, and the exits (one copy of the stores each, rather
+    /// than one per site: most of a function's blocks are trap paths, and
+    /// each costs compile time).
     fn emit_traps(&mut self) {
         let traps = std::mem::take(&mut self.traps);
         for t in traps {
             self.b.switch_to_block(t.block);
-            if let Some(code) = t.code {
-                let c = self.b.ins().iconst(I32, code as i64);
-                self.b.ins().store(trusted(), c, self.ctx, OFFSET_TRAP_CODE);
-                let s = self.b.ins().iconst(I32, t.size as i64);
-                self.b.ins().store(trusted(), s, self.ctx, OFFSET_TRAP_SIZE);
-                let a = match t.addr {
-                    Some(a) => a,
-                    None => self.b.ins().iconst(I64, 0),
-                };
-                self.b.ins().store(trusted(), a, self.ctx, OFFSET_TRAP_ADDR);
+            match t.code {
+                Some(code) => {
+                    let packed = code as i64 | (t.size as i64) << 8 | (t.pc as i64) << 16;
+                    let packed = self.b.ins().iconst(I64, packed);
+                    let addr = t.addr.unwrap_or(self.zero);
+                    let exit = Self::exit_block(self.b, &mut self.exits.record, 2);
+                    self.b.ins().jump(exit, &[packed.into(), addr.into()]);
+                }
+                None => {
+                    let pc = self.b.ins().iconst(I64, t.pc as i64);
+                    let exit = Self::exit_block(self.b, &mut self.exits.pc_only, 1);
+                    self.b.ins().jump(exit, &[pc.into()]);
+                }
             }
-            if let Some(pc) = t.pc {
-                let p = self.b.ins().iconst(I64, pc as i64);
-                self.b.ins().store(trusted(), p, self.ctx, OFFSET_TRAP_PC);
-            }
-            let zero = self.b.ins().iconst(I64, 0);
-            self.b.ins().return_(&[zero]);
+        }
+        let ctx = self.ctx;
+        if let Some(block) = self.exits.record {
+            self.b.switch_to_block(block);
+            let p = self.b.block_params(block).to_vec();
+            let code = self.b.ins().band_imm_s(p[0], 0xff);
+            self.b
+                .ins()
+                .istore32(trusted(), code, ctx, OFFSET_TRAP_CODE);
+            let size = self.b.ins().ushr_imm_s(p[0], 8);
+            let size = self.b.ins().band_imm_s(size, 0xff);
+            self.b
+                .ins()
+                .istore32(trusted(), size, ctx, OFFSET_TRAP_SIZE);
+            let pc = self.b.ins().ushr_imm_s(p[0], 16);
+            self.b.ins().store(trusted(), pc, ctx, OFFSET_TRAP_PC);
+            self.b.ins().store(trusted(), p[1], ctx, OFFSET_TRAP_ADDR);
+            self.b.ins().return_(&[self.zero]);
+        }
+        if let Some(block) = self.exits.pc_only {
+            self.b.switch_to_block(block);
+            let pc = self.b.block_params(block)[0];
+            self.b.ins().store(trusted(), pc, ctx, OFFSET_TRAP_PC);
+            self.b.ins().return_(&[self.zero]);
+        }
+        if let Some(block) = self.exits.trapped {
+            self.b.switch_to_block(block);
+            self.b.ins().return_(&[self.zero]);
         }
     }
 
@@ -648,9 +713,8 @@ impl<'a, 'b> Translator<'a, 'b> {
     /// Computes `base + off` and, in checked mode, branches to a trap unless
     /// `[addr, addr + size)` is allowed. The input region and the current
     /// frame are checked inline (the frame first for accesses through r10
-    /// or a register set from it); anything else goes, in cold blocks, to
-    /// the extra region the last out-of-line check allowed and then to
-    /// `bpfvm_check_access` (through [`crate::slow_path`]).
+    /// or a register set from it); anything else goes, from a cold block,
+    /// to the check trampoline of [`crate::slow_path`].
     fn checked_addr(&mut self, pc: usize, base: u8, off: i16, size: MemSize, write: bool) -> Value {
         let b = self.get(base);
         let addr = self.b.ins().iadd_imm_s(b, off as i64);
@@ -669,8 +733,8 @@ impl<'a, 'b> Translator<'a, 'b> {
         };
         // The region the base register most likely points into is checked
         // first (the frame for r10 and registers this block set from it,
-        // else the input), inline; the other region's check and the slow
-        // path (the last extra region allowed, then a call) are cold blocks,
+        // else the input), inline; the other region's check and the call
+        // of the check trampoline are cold blocks,
         // placed after the function's hot code, so that the common case
         // costs one compare and one branch not taken.
         // (One branch on both checks, tried, compiled no measurably faster
@@ -694,44 +758,19 @@ impl<'a, 'b> Translator<'a, 'b> {
             self.b.switch_to_block(next);
             self.b.seal_block(next);
         }
-        // Other regions: first the one the last out-of-line check allowed
-        // (`VmCtx::last_region_*`), inline, then the call.
-        let ctx = self.ctx;
-        let lo = self
-            .b
-            .ins()
-            .load(I64, trusted(), ctx, OFFSET_LAST_REGION_START);
-        let len_field = if write {
-            OFFSET_LAST_REGION_STORE_LEN
-        } else {
-            OFFSET_LAST_REGION_LEN
-        };
-        let len = self.b.ins().load(I64, trusted(), ctx, len_field);
-        let rel = self.b.ins().isub(addr, lo);
-        let inside = self.b.ins().icmp(IntCC::UnsignedLessThan, rel, len);
-        // When `rel < len`, `len - rel` is the room left and cannot wrap.
-        let room = self.b.ins().isub(len, rel);
-        let fits =
-            self.b
-                .ins()
-                .icmp_imm_s(IntCC::UnsignedGreaterThanOrEqual, room, size.bytes() as i64);
-        let hit = self.b.ins().band(inside, fits);
-        let call = self.b.create_block();
-        self.b.set_cold_block(call);
-        self.b.ins().brif(hit, ok, &[], call, &[]);
-        self.b.switch_to_block(call);
-        self.b.seal_block(call);
-        let n = self.b.ins().iconst(I64, size.bytes() as i64);
-        let w = self.b.ins().iconst(I64, write as i64);
+        // Other regions: the check trampoline (the region the last
+        // out-of-line check allowed, then `bpfvm_check_access`), which on a
+        // refusal writes the whole trap record.
+        let access = self.b.ins().iconst(I64, slow_path::access(pc, size, write));
         let f = self.b.ins().iconst(I64, self.ext.check_fn);
-        let args = [self.ctx, addr, n, w, self.frame_lo];
+        let args = [self.ctx, addr, access, self.frame_lo];
         self.b.ins().call_indirect(self.ext.check_sig, f, &args);
         let allowed = self
             .b
             .ins()
             .load(I64, trusted(), self.ctx, OFFSET_CHECK_ANSWER);
-        let trap = self.trap(None, Some(pc), None, 0);
-        self.b.ins().brif(allowed, ok, &[], trap, &[]);
+        let trapped = self.trapped();
+        self.b.ins().brif(allowed, ok, &[], trapped, &[]);
         self.b.switch_to_block(ok);
         self.b.seal_block(ok);
         addr
@@ -751,7 +790,7 @@ impl<'a, 'b> Translator<'a, 'b> {
         let addr = self.checked_addr(pc, base, off, size, true);
         let n = size.bytes() as i64;
         let misaligned = self.b.ins().band_imm_s(addr, n - 1);
-        let trap = self.trap(Some(TRAP_MISALIGNED), Some(pc), Some(addr), n as u32);
+        let trap = self.trap(Some(TRAP_MISALIGNED), pc, Some(addr), n as u32);
         self.branch_unless(misaligned, trap);
         let ty = if size == MemSize::W { I32 } else { I64 };
         let s = self.get(src);
@@ -797,7 +836,7 @@ impl<'a, 'b> Translator<'a, 'b> {
         let (Some(table), Some(count)) = (self.helpers, self.helper_count) else {
             unreachable!("load_invariants loads the helper table when there are calls")
         };
-        let unknown = self.trap(Some(TRAP_UNKNOWN_HELPER), Some(pc), Some(id), 0);
+        let unknown = self.trap(Some(TRAP_UNKNOWN_HELPER), pc, Some(id), 0);
         let outside = self
             .b
             .ins()
@@ -819,7 +858,7 @@ impl<'a, 'b> Translator<'a, 'b> {
             .b
             .ins()
             .load(I32, trusted(), self.ctx, OFFSET_TRAP_CODE);
-        let failed = self.trap(None, Some(pc), None, 0);
+        let failed = self.trap(None, pc, None, 0);
         self.branch_unless(code, failed);
         self.set(0, r0);
     }
@@ -881,7 +920,7 @@ impl<'a, 'b> Translator<'a, 'b> {
             .ins()
             .iadd_imm_s(self.r10, -(STACK_FRAME_SIZE as i64));
         let too_deep = self.b.ins().icmp(IntCC::UnsignedLessThan, new_r10, floor);
-        let trap = self.trap(Some(TRAP_CALL_DEPTH), Some(pc), None, 0);
+        let trap = self.trap(Some(TRAP_CALL_DEPTH), pc, None, 0);
         self.branch_unless(too_deep, trap);
         let mut args = vec![self.ctx];
         for r in 1..=5 {
@@ -894,7 +933,7 @@ impl<'a, 'b> Translator<'a, 'b> {
             .b
             .ins()
             .load(I32, trusted(), self.ctx, OFFSET_TRAP_CODE);
-        let propagate = self.trap(None, None, None, 0);
+        let propagate = self.trapped();
         self.branch_unless(code, propagate);
         self.set(0, r0);
         let zero = self.b.ins().iconst(I64, 0);
