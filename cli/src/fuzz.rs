@@ -30,6 +30,8 @@ pub struct FuzzConfig {
     pub jobs: usize,
     pub save: Option<PathBuf>,
     pub checked: bool,
+    /// Generate accesses to host regions too ([`GenOptions::host_regions`]).
+    pub host_regions: bool,
     pub budget: Option<u64>,
     pub opt_level: u8,
     /// A seed still compiling or running after this long stops the
@@ -192,7 +194,10 @@ pub fn run_backends(
     backends: Vec<Box<dyn Backend>>,
     config: &FuzzConfig,
 ) -> Result<FuzzReport, CliError> {
-    let gen = generator_options(config.checked);
+    let gen = GenOptions {
+        host_regions: config.host_regions,
+        ..generator_options(config.checked)
+    };
     let opts = CompileOptions {
         checked: config.checked,
         budget: config.budget,
@@ -318,16 +323,20 @@ fn generator_options(checked: bool) -> GenOptions {
 /// `.data` tests in `dir` (`gen-seed-<seed>.data`), each with the
 /// interpreter's outcome as its expectation: what campaigns generate, with
 /// helper calls only when `helpers` (other VMs and the PTX kernel have no
-/// helper 1, the mix helper). Returns the paths written.
+/// helper 1, the mix helper), and host-region accesses only when
+/// `host_regions` (the conformance harness provides them). Returns the
+/// paths written.
 pub fn write_generated(
     dir: &std::path::Path,
     first: u64,
     count: u64,
     helpers: bool,
+    host_regions: bool,
     checked: bool,
 ) -> Result<Vec<std::path::PathBuf>, CliError> {
     let gen = GenOptions {
         helpers,
+        host_regions,
         ..generator_options(checked)
     };
     let opts = CompileOptions {
@@ -397,6 +406,7 @@ mod tests {
             jobs: 2,
             save: None,
             checked: true,
+            host_regions: true,
             budget: Some(100_000),
             opt_level: 1,
             stall: Duration::from_secs(600),
@@ -423,16 +433,27 @@ mod tests {
                 .iter()
                 .any(|i| i.code == OP_CALL && i.src == CALL_HELPER)
         };
+        let calls_region = |case: &bpfvm_conformance::data::TestCase| {
+            use bpfvm::engine::isa::{CALL_HELPER, OP_CALL};
+            use bpfvm_conformance::host_regions::REGION_HELPER_ID;
+            let insns = case.program.as_ref().expect("raw program");
+            insns.iter().any(|i| {
+                i.code == OP_CALL && i.src == CALL_HELPER && i.imm == REGION_HELPER_ID as i32
+            })
+        };
         let dir = std::env::temp_dir().join(format!("bpfvm-gen-test-{}", std::process::id()));
-        let mut helper_calls = [0, 0];
-        for (k, helpers) in [false, true].into_iter().enumerate() {
+        let mut helper_calls = [0, 0, 0];
+        let mut region_calls = [0, 0, 0];
+        let kinds = [(false, false), (true, false), (true, true)];
+        for (k, (helpers, regions)) in kinds.into_iter().enumerate() {
             let _ = std::fs::remove_dir_all(&dir);
-            let paths = write_generated(&dir, 100, 40, helpers, true).expect("writes");
+            let paths = write_generated(&dir, 100, 40, helpers, regions, true).expect("writes");
             assert_eq!(paths.len(), 40);
             for path in &paths {
                 let text = std::fs::read_to_string(path).expect("read");
                 let case = parse("gen", &text).expect("parses");
                 helper_calls[k] += calls_helper(&case) as usize;
+                region_calls[k] += calls_region(&case) as usize;
                 let cranelift = bpfvm::tier::backend(Tier::Cranelift).expect("cranelift");
                 for backend in [&Interpreter as &dyn Backend, cranelift.as_ref()] {
                     run_case(&case, backend, &RunOptions::default())
@@ -443,6 +464,12 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         assert_eq!(helper_calls[0], 0, "--no-helpers programs call helpers");
         assert!(helper_calls[1] > 0, "no program of 40 calls a helper");
+        assert_eq!(
+            region_calls[..2],
+            [0, 0],
+            "host regions without --host-regions"
+        );
+        assert!(region_calls[2] > 0, "no program of 40 uses a host region");
     }
 
     use bpfvm::engine::backend::{CompileError, CompiledCode};
@@ -500,6 +527,7 @@ mod tests {
             jobs: 1,
             save,
             checked: true,
+            host_regions: false,
             budget: Some(100_000),
             opt_level: 1,
             stall,

@@ -140,6 +140,10 @@ struct GenArgs {
     /// Programs that stay in bounds, for unchecked runs.
     #[arg(long)]
     unchecked: bool,
+    /// Programs that also access two host regions, through helper 2 (the
+    /// conformance harness provides both; see `fuzz --host-regions`).
+    #[arg(long, conflicts_with = "no_helpers")]
+    host_regions: bool,
     /// Directory to write gen-seed-<seed>.data files to.
     #[arg(short, long, value_name = "DIR")]
     out: PathBuf,
@@ -168,6 +172,11 @@ struct FuzzArgs {
     /// Compile without memory checks (programs then stay in bounds).
     #[arg(long)]
     unchecked: bool,
+    /// Programs also load, store and run atomics on two host regions (one
+    /// read-only) that they get from a helper: the checked path for memory
+    /// other than the input and the stack. Other seeds than without it.
+    #[arg(long)]
+    host_regions: bool,
     /// Instruction budget per run (compares the instructions counted too).
     #[arg(long, value_name = "N", default_value_t = 1_000_000)]
     budget: u64,
@@ -344,6 +353,7 @@ fn dispatch(command: Command) -> Result<u8> {
                 args.seed,
                 args.count,
                 !args.no_helpers,
+                args.host_regions,
                 !args.unchecked,
             )?;
             eprintln!("wrote {} programs to {}", written.len(), args.out.display());
@@ -707,6 +717,7 @@ fn fuzz(args: FuzzArgs) -> Result<u8> {
         jobs: args.jobs,
         save: args.save.clone(),
         checked: !args.unchecked,
+        host_regions: args.host_regions,
         budget: Some(args.budget),
         opt_level: args.opt,
         stall: args.stall,
@@ -728,6 +739,7 @@ fn fuzz(args: FuzzArgs) -> Result<u8> {
             "last_seed": report.first_seed + report.programs.saturating_sub(1),
             "tiers": tiers,
             "checked": !args.unchecked,
+            "host_regions": args.host_regions,
             "opt_level": args.opt,
             "seconds": report.elapsed.as_secs_f64(),
             "divergences": report.divergences.iter().map(|d| json!({

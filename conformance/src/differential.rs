@@ -2,7 +2,8 @@
 //! memory and stack (same contents, same addresses) and compare everything
 //! observable: the result or trap (kind, pc, address), the input memory
 //! (which holds the generated programs' register dump), the whole stack
-//! area, and the instructions charged to the budget.
+//! area, the host regions' allocation ([`crate::host_regions`]), and the
+//! instructions charged to the budget.
 
 use std::sync::Arc;
 
@@ -13,6 +14,7 @@ use bpfvm::engine::trap::Trap;
 use bpfvm::engine::verifier::{verify, VerifyOptions};
 
 use crate::generate::{mix_helper, MIX_HELPER_ID};
+use crate::host_regions::HostRegions;
 
 /// Everything a run makes visible.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,6 +23,8 @@ pub struct Observed {
     pub budget_left: Option<u64>,
     pub mem: Vec<u8>,
     pub stack: Vec<u8>,
+    /// The host regions' allocation after the run.
+    pub host: Vec<u8>,
 }
 
 /// Helpers the generated programs call.
@@ -36,15 +40,21 @@ pub struct Differ {
     helpers: Helpers,
     mem: Vec<u8>,
     stack: Stack,
+    host: HostRegions,
 }
 
 impl Differ {
+    /// `helpers`, and the region helper of [`crate::host_regions`], are
+    /// registered for every run.
     pub fn new(helpers: Helpers, mem_size: usize, call_depth: usize) -> Differ {
+        let host = HostRegions::default();
+        let helpers = host.with_helper(&helpers);
         Differ {
             table: helpers.table(),
             helpers,
             mem: vec![0; mem_size],
             stack: Stack::new(call_depth),
+            host,
         }
     }
 
@@ -69,9 +79,11 @@ impl Differ {
             let code = b.compile(&program, opts).map_err(|e| e.to_string())?;
             self.mem[..mem_init.len()].copy_from_slice(mem_init);
             self.stack.clear();
+            self.host.reset();
+            let regions = self.host.regions();
             let env = RunEnv {
                 helpers: &self.table,
-                regions: &[],
+                regions: &regions,
                 host: std::ptr::null_mut(),
             };
             let r = execute_on(code.as_ref(), &env, &mut self.mem, &mut self.stack);
@@ -82,6 +94,7 @@ impl Differ {
                     result: r.map(|o| o.r0),
                     mem: self.mem.clone(),
                     stack: self.stack.bytes(),
+                    host: self.host.contents(),
                 },
             ));
         }
@@ -113,6 +126,12 @@ pub fn difference(reference: &Observed, other: &Observed) -> Option<String> {
         return Some(format!(
             "stack byte {i} (from the bottom): {:#04x} vs {:#04x}",
             reference.stack[i], other.stack[i]
+        ));
+    }
+    if let Some(i) = (0..reference.host.len()).find(|&i| reference.host[i] != other.host[i]) {
+        return Some(format!(
+            "host region byte {i}: {:#04x} vs {:#04x}",
+            reference.host[i], other.host[i]
         ));
     }
     None

@@ -129,6 +129,7 @@ fn empty_observed() -> Observed {
         budget_left: None,
         mem: Vec::new(),
         stack: Vec::new(),
+        host: Vec::new(),
     }
 }
 

@@ -16,6 +16,8 @@
 
 use bpfvm::engine::isa::*;
 
+use crate::host_regions::{REGION_HELPER_ID, REGION_SIZE};
+
 /// Size of the input memory generated programs expect.
 pub const MEM_SIZE: usize = 256;
 /// Offset of the register dump in the input memory.
@@ -115,6 +117,11 @@ pub struct GenOptions {
     /// pointer built for a dynamic access is turned back into an offset, so
     /// that a saved test replays with the memory at another address.
     pub checksum: bool,
+    /// Allow accesses to the two host regions of
+    /// [`crate::host_regions`], reached through the region helper (needs
+    /// `helpers`). Off by default, so that the seeds of earlier campaigns
+    /// still give the same programs.
+    pub host_regions: bool,
 }
 
 impl Default for GenOptions {
@@ -125,6 +132,7 @@ impl Default for GenOptions {
             helpers: true,
             local_calls: true,
             checksum: false,
+            host_regions: false,
         }
     }
 }
@@ -318,6 +326,9 @@ impl Gen<'_> {
             35..=41 => self.unary(),
             42..=55 => self.memory(),
             56..=61 => self.atomic(),
+            62..=65 if self.opts.host_regions && self.opts.helpers && self.rng.chance(60) => {
+                self.region_access()
+            }
             62..=65 if !self.in_function => self.pointer_access(),
             66..=69 => {
                 let r = self.reg();
@@ -584,6 +595,92 @@ impl Gen<'_> {
         }
     }
 
+    /// `r1 = k; call region; ` then one to three loads, stores or atomics
+    /// through r0, the region's address: in bounds mostly, sometimes just
+    /// outside either end (when out-of-bounds accesses are allowed), and
+    /// stores to region 1, which is read-only, only then. Ends with r0 set
+    /// to a value again when programs must not depend on addresses.
+    fn region_access(&mut self) {
+        let k = self.rng.below(2);
+        let read_only = k == 1;
+        self.asm
+            .emit(Insn::new(CLS_ALU64 | ALU_MOV | SRC_K, 1, 0, 0, k as i32));
+        self.asm.emit(Insn::new(
+            OP_CALL,
+            0,
+            CALL_HELPER,
+            0,
+            REGION_HELPER_ID as i32,
+        ));
+        // Registers other than r0 (the base), and other than r9 when
+        // programs must not depend on addresses.
+        let not_base = |r: u8| if r == 0 { 1 } else { r };
+        for _ in 0..1 + self.rng.below(3) {
+            let (sz, n) = self.rng.pick(&SIZES);
+            let off = self.region_offset(n);
+            // A store to the read-only region traps and ends the program:
+            // rarely, so that most programs go on.
+            let store_allowed = !read_only || (self.opts.out_of_bounds && self.rng.chance(10));
+            match self.rng.below(5) {
+                2 if store_allowed => {
+                    let v = imm(self.rng);
+                    self.asm
+                        .emit(Insn::new(CLS_ST | MODE_MEM | sz, 0, 0, off, v))
+                }
+                3 if store_allowed => {
+                    let src = not_base(self.value_reg());
+                    self.asm
+                        .emit(Insn::new(CLS_STX | MODE_MEM | sz, 0, src, off, 0))
+                }
+                4 if store_allowed => {
+                    let (sz, n) = self.rng.pick(&[(SIZE_W, 4usize), (SIZE_DW, 8)]);
+                    let mut off = self.region_offset(n);
+                    if self.rng.chance(90) {
+                        off &= !(n as i16 - 1);
+                    }
+                    let op = self.rng.pick(&[
+                        ATOMIC_ADD,
+                        ATOMIC_XOR | ATOMIC_FETCH,
+                        ATOMIC_AND | ATOMIC_FETCH,
+                        ATOMIC_XCHG,
+                    ]);
+                    let src = not_base(self.reg());
+                    self.asm
+                        .emit(Insn::new(CLS_STX | MODE_ATOMIC | sz, 0, src, off, op));
+                }
+                1 if sz != SIZE_DW => {
+                    let dst = not_base(self.reg());
+                    self.asm
+                        .emit(Insn::new(CLS_LDX | MODE_MEMSX | sz, dst, 0, off, 0))
+                }
+                _ => {
+                    let dst = not_base(self.reg());
+                    self.asm
+                        .emit(Insn::new(CLS_LDX | MODE_MEM | sz, dst, 0, off, 0))
+                }
+            }
+        }
+        if self.opts.checksum {
+            self.load_value(0);
+        }
+    }
+
+    /// An offset for an access of `size` bytes into a host region: inside
+    /// mostly, else at most 16 bytes beyond either end.
+    fn region_offset(&mut self, size: usize) -> i16 {
+        let end = REGION_SIZE as i16;
+        if self.opts.out_of_bounds && self.rng.chance(10) {
+            return self
+                .rng
+                .pick(&[-1i16, -8, end - size as i16 + 1, end, end - 1, end + 8]);
+        }
+        if self.rng.chance(80) {
+            (self.rng.below((REGION_SIZE / size) as u64) as usize * size) as i16
+        } else {
+            self.rng.below((REGION_SIZE - size + 1) as u64) as i16
+        }
+    }
+
     fn forward_jump(&mut self, depth: usize) {
         let class = if self.rng.chance(50) {
             CLS_JMP
@@ -664,10 +761,14 @@ mod tests {
 
     #[test]
     fn generated_programs_verify_and_are_deterministic() {
-        let opts = GenOptions::default();
-        for seed in 0..500 {
-            let p = generate(seed, &opts);
-            assert_eq!(p, generate(seed, &opts));
+        let plain = GenOptions::default();
+        let regions = GenOptions {
+            host_regions: true,
+            ..GenOptions::default()
+        };
+        for (seed, opts) in (0..500).flat_map(|s| [(s, &plain), (s, &regions)]) {
+            let p = generate(seed, opts);
+            assert_eq!(p, generate(seed, opts));
             if let Err(e) = verify(p.clone(), &VerifyOptions::default()) {
                 panic!(
                     "seed {seed}: {e}\n{}",

@@ -12,6 +12,7 @@ pub mod differential;
 pub mod fuzz;
 pub mod fuzz_targets;
 pub mod generate;
+pub mod host_regions;
 pub mod minimize;
 pub mod runner;
 

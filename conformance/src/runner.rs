@@ -8,6 +8,7 @@ use bpfvm::engine::backend::{self, Backend, CompileOptions, RunEnv, DEFAULT_CALL
 use bpfvm::engine::verifier::{self, VerifyOptions};
 
 use crate::data::{Expect, TestCase};
+use crate::host_regions::HostRegions;
 
 /// How the runner compiles.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,7 +62,8 @@ impl fmt::Display for Outcome {
 }
 
 /// The helpers every case may call: the conformance suite's helper 5 and
-/// the generator's helper 1 (so that saved fuzz cases run unchanged).
+/// the generator's helper 1 (so that saved fuzz cases run unchanged; those
+/// using host regions also get the region helper, in [`execute_case`]).
 pub fn harness_helpers() -> bpfvm::engine::helpers::Helpers {
     let mut h = bpfvm::standard_test_helpers();
     h.extend(&crate::differential::differential_helpers());
@@ -76,7 +78,8 @@ pub fn execute_case(case: &TestCase, backend: &dyn Backend, opts: &RunOptions) -
         Ok(insns) => insns.clone(),
         Err(e) => return fail(Stage::Assemble, e.to_string()),
     };
-    let helpers = harness_helpers();
+    let host = HostRegions::default();
+    let helpers = host.with_helper(&harness_helpers());
     let verify_opts = VerifyOptions {
         helper_exists: &|id| helpers.contains(id),
         ..VerifyOptions::default()
@@ -96,9 +99,10 @@ pub fn execute_case(case: &TestCase, backend: &dyn Backend, opts: &RunOptions) -
         Err(e) => return fail(Stage::Compile, e.to_string()),
     };
     let table = helpers.table();
+    let regions = host.regions();
     let env = RunEnv {
         helpers: &table,
-        regions: &[],
+        regions: &regions,
         host: std::ptr::null_mut(),
     };
     let mut mem = case.mem.clone();

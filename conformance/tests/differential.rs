@@ -4,8 +4,13 @@
 //! stack and instruction count. Seeds are fixed so failures reproduce;
 //! `BPFVM_DIFF_COUNT` and `BPFVM_DIFF_SEED` change the range.
 
-use bpfvm::engine::backend::{Backend, CompileOptions};
+use std::sync::Arc;
+
+use bpfvm::engine::backend::{Backend, CompileError, CompileOptions, CompiledCode};
 use bpfvm::engine::disasm::disassemble;
+use bpfvm::engine::interp::Interpreter;
+use bpfvm::engine::program::Program;
+use bpfvm::engine::vmctx::{Region, VmCtx};
 use bpfvm::tier::{backend, Tier};
 use bpfvm_conformance::differential::{difference, differential_helpers, Differ};
 use bpfvm_conformance::generate::{generate, GenOptions, Rng, MEM_SIZE};
@@ -25,7 +30,7 @@ fn campaign(tier: Tier, gen: &GenOptions, opts: &CompileOptions, count: u64) -> 
     campaign_from(start, tier, gen, opts, count)
 }
 
-/// [`campaign`] on seeds `start..start + count`.
+/// [`campaign`] on seeds `start..start + count`; panics on a divergence.
 fn campaign_from(
     start: u64,
     tier: Tier,
@@ -36,8 +41,20 @@ fn campaign_from(
     let Ok(other) = backend(tier) else {
         return 0;
     };
+    compare(start, other.as_ref(), gen, opts, count).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The interpreter against `other` on seeds `start..start + count`: how
+/// many were compared, or the first divergence.
+fn compare(
+    start: u64,
+    other: &dyn Backend,
+    gen: &GenOptions,
+    opts: &CompileOptions,
+    count: u64,
+) -> Result<u64, String> {
     let interp = backend(Tier::Interp).expect("the interpreter is always there");
-    let refs: Vec<&dyn Backend> = vec![interp.as_ref(), other.as_ref()];
+    let refs: Vec<&dyn Backend> = vec![interp.as_ref(), other];
     let mut differ = Differ::new(differential_helpers(), MEM_SIZE, opts.call_depth);
     let mut compared = 0;
     for seed in start..start + count {
@@ -50,15 +67,15 @@ fn campaign_from(
         let (_, reference) = &runs[0];
         for (tier, obs) in &runs[1..] {
             if let Some(d) = difference(reference, obs) {
-                panic!(
+                return Err(format!(
                     "seed {seed}: {tier} differs from the interpreter: {d}\n{}",
                     disassemble(&insns)
-                );
+                ));
             }
         }
         compared += 1;
     }
-    compared
+    Ok(compared)
 }
 
 fn with_budget(budget: u64) -> CompileOptions {
@@ -87,8 +104,8 @@ fn opt_level(level: u8) -> CompileOptions {
     }
 }
 
-// Every `cargo test` compares 20,300 generated programs: Cranelift 18,500
-// here (cheap to compile), LLVM and AOT 1,100 here and 700 in bpfvm-llvm's
+// Every `cargo test` compares 22,500 generated programs: Cranelift 20,500
+// here (cheap to compile), LLVM and AOT 1,300 here and 700 in bpfvm-llvm's
 // own tests (FUZZING.md).
 
 #[test]
@@ -178,6 +195,95 @@ fn aot_checked() {
         &GenOptions::default(),
         &with_budget(1_000_000),
         100,
+    );
+}
+
+fn with_host_regions(gen: GenOptions) -> GenOptions {
+    GenOptions {
+        host_regions: true,
+        ..gen
+    }
+}
+
+#[test]
+fn host_regions_on_every_tier() {
+    // Loads, stores and atomics on a writable and a read-only host region,
+    // in bounds and just outside: tier 0's check trampoline (remembered
+    // region, then the call) and tier 1's out-of-line check.
+    let start = env_u64("BPFVM_DIFF_SEED", 0) + 2_000_000;
+    let gen = with_host_regions(GenOptions::default());
+    for (tier, count) in [(Tier::Cranelift, 1_500), (Tier::Llvm, 150), (Tier::Aot, 50)] {
+        campaign_from(start, tier, &gen, &with_budget(1_000_000), count);
+    }
+    let (gen, opts) = unchecked();
+    campaign_from(start, Tier::Cranelift, &with_host_regions(gen), &opts, 500);
+}
+
+/// The interpreter with every region made writable: a tier that forgets
+/// that some regions are read-only.
+struct AllWritable;
+
+struct AllWritableCode(Box<dyn CompiledCode>);
+
+impl Backend for AllWritable {
+    fn name(&self) -> &'static str {
+        "all-writable"
+    }
+    fn compile(
+        &self,
+        p: &Arc<Program>,
+        o: &CompileOptions,
+    ) -> Result<Box<dyn CompiledCode>, CompileError> {
+        Ok(Box::new(AllWritableCode(Interpreter.compile(p, o)?)))
+    }
+}
+
+impl CompiledCode for AllWritableCode {
+    fn tier(&self) -> &'static str {
+        "all-writable"
+    }
+    fn options(&self) -> &CompileOptions {
+        self.0.options()
+    }
+    unsafe fn call(&self, ctx: *mut VmCtx, r1: u64, r2: u64) -> u64 {
+        // SAFETY: the caller guarantees a prepared context, whose region
+        // table holds `region_count` entries; the copy outlives the call.
+        unsafe {
+            let c = &mut *ctx;
+            let copy: Vec<Region> = (0..c.region_count as usize)
+                .map(|k| Region {
+                    writable: 1,
+                    ..*c.regions.add(k)
+                })
+                .collect();
+            let saved = c.regions;
+            c.regions = copy.as_ptr();
+            let r0 = self.0.call(ctx, r1, r2);
+            (*ctx).regions = saved;
+            r0
+        }
+    }
+}
+
+#[test]
+fn host_regions_catch_a_tier_that_writes_read_only_memory() {
+    let opts = with_budget(1_000_000);
+    let found = compare(
+        0,
+        &AllWritable,
+        &with_host_regions(GenOptions::default()),
+        &opts,
+        500,
+    );
+    let err = found.expect_err("a store to the read-only region must diverge");
+    assert!(
+        err.contains("all-writable differs"),
+        "unexpected report: {err}"
+    );
+    // Without host regions no program can tell.
+    assert_eq!(
+        compare(0, &AllWritable, &GenOptions::default(), &opts, 500),
+        Ok(500)
     );
 }
 

@@ -112,8 +112,8 @@ pub struct VmCtx {
     /// Host context for helpers (the runtime's per-run state).
     pub host: *mut c_void,
     /// The extra region (map values, global data, host memory) that
-    /// [`bpfvm_check_access`] last allowed an access to, so that generated
-    /// code can check the next access to it inline before calling out:
+    /// [`bpfvm_check_access`] last allowed an access to, so that tier 0's
+    /// check trampoline can allow the next access to it without calling out:
     /// loads may touch `[last_region_start, last_region_start +
     /// last_region_len)`, stores the first `last_region_store_len` bytes
     /// (`last_region_len` when the region is writable, else 0). All zero
