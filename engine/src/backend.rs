@@ -224,8 +224,7 @@ pub fn execute_on(
         trap_addr: 0,
         host: env.host,
         last_region_start: 0,
-        last_region_len: 0,
-        last_region_store_len: 0,
+        last_region_limits: [0; 8],
         check_answer: 0,
     };
     // SAFETY: the context points at `mem`, `stack`, the regions and the

@@ -112,16 +112,17 @@ pub struct VmCtx {
     /// Host context for helpers (the runtime's per-run state).
     pub host: *mut c_void,
     /// The extra region (map values, global data, host memory) that
-    /// [`bpfvm_check_access`] last allowed an access to, so that tier 0's
-    /// check trampoline can allow the next access to it without calling out:
-    /// loads may touch `[last_region_start, last_region_start +
-    /// last_region_len)`, stores the first `last_region_store_len` bytes
-    /// (`last_region_len` when the region is writable, else 0). All zero
+    /// [`bpfvm_check_access`] last allowed an access to, so that tier 0 can
+    /// check the next access to it inline before calling out: an access of
+    /// `n` bytes at `addr` lies in it when `addr - last_region_start`
+    /// (wrapping) is below `last_region_limits[k]`, with `k` 0 to 3 for
+    /// loads of 1, 2, 4 and 8 bytes and 4 to 7 for stores (see
+    /// [`last_region_limit_index`]). A limit is `len - n + 1`, or 0 when the
+    /// region is shorter than `n` bytes or, for stores, read-only. All zero
     /// (no region) when a run starts. Regions never change during a run, so
     /// what this allows, [`VmCtx::allows`] allows.
     pub last_region_start: u64,
-    pub last_region_len: u64,
-    pub last_region_store_len: u64,
+    pub last_region_limits: [u64; 8],
     /// Where tier 0's out-of-line check trampoline leaves
     /// [`bpfvm_check_access`]'s answer (1: allowed, 0: not), since the
     /// `preserve_all` call it makes has no return value.
@@ -143,9 +144,24 @@ pub const OFFSET_TRAP_PC: i32 = offset_of!(VmCtx, trap_pc) as i32;
 pub const OFFSET_TRAP_ADDR: i32 = offset_of!(VmCtx, trap_addr) as i32;
 pub const OFFSET_HOST: i32 = offset_of!(VmCtx, host) as i32;
 pub const OFFSET_LAST_REGION_START: i32 = offset_of!(VmCtx, last_region_start) as i32;
-pub const OFFSET_LAST_REGION_LEN: i32 = offset_of!(VmCtx, last_region_len) as i32;
-pub const OFFSET_LAST_REGION_STORE_LEN: i32 = offset_of!(VmCtx, last_region_store_len) as i32;
+pub const OFFSET_LAST_REGION_LIMITS: i32 = offset_of!(VmCtx, last_region_limits) as i32;
 pub const OFFSET_CHECK_ANSWER: i32 = offset_of!(VmCtx, check_answer) as i32;
+
+/// Index in [`VmCtx::last_region_limits`] of an access of `size` bytes
+/// (1, 2, 4 or 8), a store when `write`.
+pub const fn last_region_limit_index(size: u64, write: bool) -> usize {
+    let k = match size {
+        1 => 0,
+        2 => 1,
+        4 => 2,
+        _ => 3,
+    };
+    if write {
+        k + 4
+    } else {
+        k
+    }
+}
 /// Size of a `HelperSlot` and the offsets of its fields.
 pub const HELPER_SLOT_SIZE: i32 = std::mem::size_of::<HelperSlot>() as i32;
 pub const OFFSET_SLOT_FUNC: i32 = offset_of!(HelperSlot, func) as i32;
@@ -194,8 +210,11 @@ impl VmCtx {
     fn remember_region(&mut self, r: Region) {
         let len = r.len.min(u64::MAX - r.start);
         self.last_region_start = r.start;
-        self.last_region_len = len;
-        self.last_region_store_len = if r.writable != 0 { len } else { 0 };
+        for (k, n) in [1u64, 2, 4, 8].into_iter().enumerate() {
+            let limit = if len >= n { len - n + 1 } else { 0 };
+            self.last_region_limits[k] = limit;
+            self.last_region_limits[k + 4] = if r.writable != 0 { limit } else { 0 };
+        }
     }
 
     /// The extra regions as a slice.
@@ -299,9 +318,8 @@ mod tests {
         assert_eq!(OFFSET_TRAP_ADDR, 88);
         assert_eq!(OFFSET_HOST, 96);
         assert_eq!(OFFSET_LAST_REGION_START, 104);
-        assert_eq!(OFFSET_LAST_REGION_LEN, 112);
-        assert_eq!(OFFSET_LAST_REGION_STORE_LEN, 120);
-        assert_eq!(OFFSET_CHECK_ANSWER, 128);
+        assert_eq!(OFFSET_LAST_REGION_LIMITS, 112);
+        assert_eq!(OFFSET_CHECK_ANSWER, 176);
         assert_eq!(HELPER_SLOT_SIZE, 16);
     }
 
@@ -322,8 +340,7 @@ mod tests {
             trap_addr: 0,
             host: std::ptr::null_mut(),
             last_region_start: 0,
-            last_region_len: 0,
-            last_region_store_len: 0,
+            last_region_limits: [0; 8],
             check_answer: 0,
         }
     }
@@ -373,28 +390,23 @@ mod tests {
         ];
         c.regions = rs.as_ptr();
         c.region_count = 2;
-        let last = |c: &VmCtx| {
-            (
-                c.last_region_start,
-                c.last_region_len,
-                c.last_region_store_len,
-            )
-        };
+        let last = |c: &VmCtx| (c.last_region_start, c.last_region_limits);
         // SAFETY (every call): `c` is a live context.
         let check = |c: &mut VmCtx, addr, size, write| unsafe {
             bpfvm_check_access(c, addr, size, write, 4488)
         };
         assert_eq!(check(&mut c, 1000, 4, 0), 1);
-        assert_eq!(last(&c), (0, 0, 0), "the input is checked inline anyway");
+        assert_eq!(last(&c), (0, [0; 8]), "the input is checked inline anyway");
         assert_eq!(check(&mut c, 4488, 8, 1), 1);
-        assert_eq!(last(&c), (0, 0, 0), "so is the frame");
+        assert_eq!(last(&c), (0, [0; 8]), "so is the frame");
         assert_eq!(check(&mut c, 120, 8, 0), 1);
-        assert_eq!(last(&c), (100, 50, 0), "read-only: no stores");
+        let read_only = (100, [50, 49, 47, 43, 0, 0, 0, 0]);
+        assert_eq!(last(&c), read_only, "read-only: no stores");
         assert_eq!(check(&mut c, 120, 8, 1), 0, "a store to it traps");
-        assert_eq!(last(&c), (100, 50, 0));
+        assert_eq!(last(&c), read_only);
         assert_eq!(c.trap_code, TRAP_STORE);
         assert_eq!(check(&mut c, 200, 8, 1), 1);
-        assert_eq!(last(&c), (200, 8, 8));
+        assert_eq!(last(&c), (200, [8, 7, 5, 1, 8, 7, 5, 1]));
         let edge = [Region {
             start: u64::MAX - 3,
             len: 100,
@@ -405,8 +417,8 @@ mod tests {
         assert_eq!(check(&mut c, u64::MAX - 3, 2, 0), 1);
         assert_eq!(
             last(&c),
-            (u64::MAX - 3, 3, 3),
-            "clipped to the address space"
+            (u64::MAX - 3, [3, 2, 0, 0, 3, 2, 0, 0]),
+            "clipped to the address space, too short for 4 and 8 bytes"
         );
     }
 }

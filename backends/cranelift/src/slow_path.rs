@@ -1,41 +1,28 @@
 //! The out-of-line memory check, called as a `preserve_all` function.
 //!
-//! A checked access outside the input and the frame calls the check
-//! trampoline from a cold block. Called with the C calling convention, that
-//! call would clobber every caller-saved register, and since it sits inside
-//! the program's loops the register allocator would keep loop values out of
-//! those registers (spilling them, on every iteration, to keep them across a
-//! call that almost never happens). So the generated code calls trampolines
-//! with Cranelift's `preserve_all` convention instead, which clobber
-//! nothing, and which leave their answer (1: allowed, 0: not) in
-//! `VmCtx::check_answer`, since `preserve_all` has no return value:
-//!
-//! - the *check* trampoline tries the extra region the last out-of-line
-//!   check allowed (`VmCtx::last_region_*`: the map value or global data a
-//!   program is working on); it uses a few registers only, so what it saves
-//!   and restores is cheap;
-//! - on a miss it calls the *call* trampoline, which saves whatever the C
-//!   function may clobber (XMM included), calls `bpfvm_check_access`, and on
-//!   a refusal completes the trap record with the access's pc.
-//!
-//! Keeping the last-region test and the pc out of the generated code keeps
-//! each checked access's slow path to one call, which is most of what tier 0
-//! compiles for a memory access. The trampolines are compiled once per
-//! process and never freed.
+//! A checked access outside the input, the frame and the remembered region
+//! (`VmCtx::last_region_*`, all three checked inline) calls the check
+//! trampoline from a cold block. Called with the C calling convention,
+//! that call would clobber every caller-saved register, and since it sits
+//! inside the program's loops the register allocator would keep loop values
+//! out of those registers (spilling them, on every iteration, to keep them
+//! across a call that almost never happens). So the generated code calls a
+//! trampoline with Cranelift's `preserve_all` convention instead, which
+//! clobbers nothing: it saves what the C function may clobber (XMM
+//! included), calls `bpfvm_check_access`, stores its answer (1: allowed,
+//! 0: not) in `VmCtx::check_answer`, since `preserve_all` has no return
+//! value, and on a refusal completes the trap record with the access's pc,
+//! so that the generated code needs no trap block of its own per access.
+//! The trampoline is compiled once per process and never freed.
 
 use std::sync::{Mutex, OnceLock};
 
 use bpfvm_engine::instr::MemSize;
-use bpfvm_engine::vmctx::{
-    bpfvm_check_access, OFFSET_CHECK_ANSWER, OFFSET_LAST_REGION_LEN, OFFSET_LAST_REGION_START,
-    OFFSET_LAST_REGION_STORE_LEN, OFFSET_TRAP_PC,
-};
+use bpfvm_engine::vmctx::{bpfvm_check_access, OFFSET_CHECK_ANSWER, OFFSET_TRAP_PC};
 use cranelift_codegen::control::ControlPlane;
-use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::types::I64;
 use cranelift_codegen::ir::{
-    AbiParam, ExtFuncData, ExternalName, Function, InstBuilder, MemFlagsData, Signature,
-    UserExternalName, UserExternalNameRef, UserFuncName,
+    AbiParam, Function, InstBuilder, MemFlagsData, Signature, UserFuncName,
 };
 use cranelift_codegen::isa::{CallConv, TargetIsa};
 use cranelift_codegen::Context;
@@ -61,7 +48,7 @@ pub(crate) fn access(pc: usize, size: MemSize, write: bool) -> i64 {
     ((pc as i64) << 16) | ((write as i64) << 8) | size.bytes() as i64
 }
 
-/// The check trampoline's address. A failed build (no memory for the
+/// The trampoline's address. A failed build (no memory for the
 /// mapping) fails this compile only; the next one tries again.
 pub(crate) fn trampoline() -> Result<usize, CompileError> {
     static ADDR: OnceLock<usize> = OnceLock::new();
@@ -77,98 +64,31 @@ pub(crate) fn trampoline() -> Result<usize, CompileError> {
     Ok(*ADDR.get_or_init(|| addr))
 }
 
-/// Index of each trampoline in the mapping (`UserFuncName::user(1, k)`).
-const CHECK: u32 = 0;
-const CALL: u32 = 1;
-
 fn build() -> Result<usize, String> {
     let isa = isa(true).map_err(|e| e.to_string())?;
     let isa: &dyn TargetIsa = isa.as_ref();
     let mut fctx = FunctionBuilderContext::new();
-    let (func, call_ref) = check_function(isa, &mut fctx);
-    let check = compile(isa, func, CHECK, vec![(call_ref, CALL)], "check")?;
-    let call = compile(isa, call_function(isa, &mut fctx), CALL, Vec::new(), "call")?;
+    let mut ctx = Context::for_function(call_function(isa, &mut fctx));
+    let code = ctx
+        .compile(isa, &mut ControlPlane::default())
+        .map_err(|e| format!("the check trampoline: {:?}", e.inner))?;
+    let function = FunctionCode {
+        index: 0,
+        bytes: code.code_buffer().to_vec(),
+        relocs: code.buffer.relocs().to_vec(),
+        callees: Vec::new(),
+    };
     let align = isa.function_alignment().preferred as usize;
-    let (memory, addrs) = CodeMemory::place(&[check, call], align)?;
+    let (memory, addrs) = CodeMemory::place(&[function], align)?;
     // Called by every checked program for the rest of the process.
     std::mem::forget(memory);
     Ok(addrs[0])
 }
 
-fn compile(
-    isa: &dyn TargetIsa,
-    func: Function,
-    index: u32,
-    callees: Vec<(UserExternalNameRef, u32)>,
-    what: &str,
-) -> Result<FunctionCode, String> {
-    let mut ctx = Context::for_function(func);
-    let code = ctx
-        .compile(isa, &mut ControlPlane::default())
-        .map_err(|e| format!("the {what} trampoline: {:?}", e.inner))?;
-    Ok(FunctionCode {
-        index,
-        bytes: code.code_buffer().to_vec(),
-        relocs: code.buffer.relocs().to_vec(),
-        callees,
-    })
-}
-
-/// `check(ctx, addr, access, frame_lo)`: allowed at once when the access
-/// lies in the remembered region, else `call(...)`.
-fn check_function(
-    isa: &dyn TargetIsa,
-    fctx: &mut FunctionBuilderContext,
-) -> (Function, UserExternalNameRef) {
-    let mut func = Function::with_name_signature(UserFuncName::user(1, CHECK), signature());
-    let mut b = FunctionBuilder::new(&mut func, fctx);
-    let entry = b.create_block();
-    let hit = b.create_block();
-    let miss = b.create_block();
-    b.append_block_params_for_function_params(entry);
-    b.switch_to_block(entry);
-    let p = b.block_params(entry).to_vec();
-    let (ctx, addr, access) = (p[0], p[1], p[2]);
-    let t = MemFlagsData::trusted();
-    let size = b.ins().band_imm_s(access, 0xff);
-    let store = b.ins().band_imm_s(access, 0x100);
-    let start = b.ins().load(I64, t, ctx, OFFSET_LAST_REGION_START);
-    let load_len = b.ins().load(I64, t, ctx, OFFSET_LAST_REGION_LEN);
-    let store_len = b.ins().load(I64, t, ctx, OFFSET_LAST_REGION_STORE_LEN);
-    let len = b.ins().select(store, store_len, load_len);
-    let rel = b.ins().isub(addr, start);
-    let inside = b.ins().icmp(IntCC::UnsignedLessThan, rel, len);
-    // When `rel < len`, `len - rel` is the room left and cannot wrap.
-    let room = b.ins().isub(len, rel);
-    let fits = b.ins().icmp(IntCC::UnsignedGreaterThanOrEqual, room, size);
-    let allowed = b.ins().band(inside, fits);
-    b.ins().brif(allowed, hit, &[], miss, &[]);
-    b.switch_to_block(hit);
-    let one = b.ins().iconst(I64, 1);
-    b.ins().store(t, one, ctx, OFFSET_CHECK_ANSWER);
-    b.ins().return_(&[]);
-    b.switch_to_block(miss);
-    let sig = b.import_signature(signature());
-    let name = b
-        .func
-        .declare_imported_user_function(UserExternalName::new(1, CALL));
-    let callee = b.import_function(ExtFuncData {
-        name: ExternalName::User(name),
-        signature: sig,
-        colocated: true,
-        patchable: false,
-    });
-    b.ins().call(callee, &p);
-    b.ins().return_(&[]);
-    b.seal_all_blocks();
-    b.finalize(isa.frontend_config());
-    (func, name)
-}
-
 /// `call(ctx, addr, access, frame_lo)`: `bpfvm_check_access`, which records
 /// a refused access's trap but for its pc, stored here.
 fn call_function(isa: &dyn TargetIsa, fctx: &mut FunctionBuilderContext) -> Function {
-    let mut func = Function::with_name_signature(UserFuncName::user(1, CALL), signature());
+    let mut func = Function::with_name_signature(UserFuncName::user(1, 0), signature());
     let mut b = FunctionBuilder::new(&mut func, fctx);
     let entry = b.create_block();
     let refused = b.create_block();

@@ -713,8 +713,9 @@ impl<'a, 'b> Translator<'a, 'b> {
     /// Computes `base + off` and, in checked mode, branches to a trap unless
     /// `[addr, addr + size)` is allowed. The input region and the current
     /// frame are checked inline (the frame first for accesses through r10
-    /// or a register set from it); anything else goes, from a cold block,
-    /// to the check trampoline of [`crate::slow_path`].
+    /// or a register set from it); anything else goes, in cold blocks, to
+    /// the extra region the last out-of-line check allowed and then to the
+    /// check trampoline of [`crate::slow_path`].
     fn checked_addr(&mut self, pc: usize, base: u8, off: i16, size: MemSize, write: bool) -> Value {
         let b = self.get(base);
         let addr = self.b.ins().iadd_imm_s(b, off as i64);
@@ -733,8 +734,8 @@ impl<'a, 'b> Translator<'a, 'b> {
         };
         // The region the base register most likely points into is checked
         // first (the frame for r10 and registers this block set from it,
-        // else the input), inline; the other region's check and the call
-        // of the check trampoline are cold blocks,
+        // else the input), inline; the other region's check and the slow
+        // path (the remembered region, then the trampoline) are cold blocks,
         // placed after the function's hot code, so that the common case
         // costs one compare and one branch not taken.
         // (One branch on both checks, tried, compiled no measurably faster
@@ -758,9 +759,24 @@ impl<'a, 'b> Translator<'a, 'b> {
             self.b.switch_to_block(next);
             self.b.seal_block(next);
         }
-        // Other regions: the check trampoline (the region the last
-        // out-of-line check allowed, then `bpfvm_check_access`), which on a
-        // refusal writes the whole trap record.
+        // Other regions: first the one the last out-of-line check allowed
+        // (`VmCtx::last_region_*`), inline, then the check trampoline, which
+        // on a refusal writes the whole trap record.
+        let ctx = self.ctx;
+        let lo = self
+            .b
+            .ins()
+            .load(I64, trusted(), ctx, OFFSET_LAST_REGION_START);
+        let k = last_region_limit_index(size.bytes() as u64, write);
+        let limit_at = OFFSET_LAST_REGION_LIMITS + 8 * k as i32;
+        let limit = self.b.ins().load(I64, trusted(), ctx, limit_at);
+        let rel = self.b.ins().isub(addr, lo);
+        let hit = self.b.ins().icmp(IntCC::UnsignedLessThan, rel, limit);
+        let call = self.b.create_block();
+        self.b.set_cold_block(call);
+        self.b.ins().brif(hit, ok, &[], call, &[]);
+        self.b.switch_to_block(call);
+        self.b.seal_block(call);
         let access = self.b.ins().iconst(I64, slow_path::access(pc, size, write));
         let f = self.b.ins().iconst(I64, self.ext.check_fn);
         let args = [self.ctx, addr, access, self.frame_lo];

@@ -235,8 +235,7 @@ fn run_nested(
         trap_addr: 0,
         host: parent.host,
         last_region_start: 0,
-        last_region_len: 0,
-        last_region_store_len: 0,
+        last_region_limits: [0; 8],
         check_answer: 0,
     };
     // SAFETY: the context points at a fresh stack, a region list and the

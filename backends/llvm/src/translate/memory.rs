@@ -59,22 +59,13 @@ impl<'ctx> FnTranslator<'_, 'ctx> {
                 // First the extra region that the last out-of-line check
                 // allowed (`VmCtx::last_region_*`), then the call.
                 let lo = cg.load_field(self.ctx, OFFSET_LAST_REGION_START, cg.i64)?;
-                let len_field = if write {
-                    OFFSET_LAST_REGION_STORE_LEN
-                } else {
-                    OFFSET_LAST_REGION_LEN
-                };
-                let len = cg.load_field(self.ctx, len_field, cg.i64)?;
+                let k = last_region_limit_index(n as u64, write);
+                let limit_at = OFFSET_LAST_REGION_LIMITS + 8 * k as i32;
+                let limit = cg.load_field(self.ctx, limit_at, cg.i64)?;
                 let rel = b.build_int_sub(addr, lo, "rrel").or_fail()?;
-                let inside = b
-                    .build_int_compare(IntPredicate::ULT, rel, len, "rin")
+                let hit = b
+                    .build_int_compare(IntPredicate::ULT, rel, limit, "rhit")
                     .or_fail()?;
-                // When `rel < len`, `len - rel` is the room left and cannot wrap.
-                let room = b.build_int_sub(len, rel, "room").or_fail()?;
-                let fits = b
-                    .build_int_compare(IntPredicate::UGE, room, self.c64(n as u64), "rfit")
-                    .or_fail()?;
-                let hit = b.build_and(inside, fits, "rhit").or_fail()?;
                 let call = self.new_block("slowcall");
                 cg.branch_weighted(hit, ok, call, false)?;
                 b.position_at_end(call);
