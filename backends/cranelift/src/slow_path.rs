@@ -42,7 +42,7 @@ pub(crate) fn signature() -> Signature {
     sig
 }
 
-/// One access, as the trampolines take it: bits 0–7 the size in bytes,
+/// One access, as the trampoline takes it: bits 0–7 the size in bytes,
 /// bit 8 set for a store, bits 16–63 the pc.
 pub(crate) fn access(pc: usize, size: MemSize, write: bool) -> i64 {
     ((pc as i64) << 16) | ((write as i64) << 8) | size.bytes() as i64
@@ -68,7 +68,7 @@ fn build() -> Result<usize, String> {
     let isa = isa(true).map_err(|e| e.to_string())?;
     let isa: &dyn TargetIsa = isa.as_ref();
     let mut fctx = FunctionBuilderContext::new();
-    let mut ctx = Context::for_function(call_function(isa, &mut fctx));
+    let mut ctx = Context::for_function(trampoline_function(isa, &mut fctx));
     let code = ctx
         .compile(isa, &mut ControlPlane::default())
         .map_err(|e| format!("the check trampoline: {:?}", e.inner))?;
@@ -85,9 +85,9 @@ fn build() -> Result<usize, String> {
     Ok(addrs[0])
 }
 
-/// `call(ctx, addr, access, frame_lo)`: `bpfvm_check_access`, which records
-/// a refused access's trap but for its pc, stored here.
-fn call_function(isa: &dyn TargetIsa, fctx: &mut FunctionBuilderContext) -> Function {
+/// The trampoline `(ctx, addr, access, frame_lo)`: `bpfvm_check_access`,
+/// which records a refused access's trap but for its pc, stored here.
+fn trampoline_function(isa: &dyn TargetIsa, fctx: &mut FunctionBuilderContext) -> Function {
     let mut func = Function::with_name_signature(UserFuncName::user(1, 0), signature());
     let mut b = FunctionBuilder::new(&mut func, fctx);
     let entry = b.create_block();

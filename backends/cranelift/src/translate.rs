@@ -306,11 +306,7 @@ impl<'a, 'b> Translator<'a, 'b> {
 
     /// The block that returns from a trap whose record is complete.
     fn trapped(&mut self) -> Block {
-        *self.exits.trapped.get_or_insert_with(|| {
-            let block = self.b.create_block();
-            self.b.set_cold_block(block);
-            block
-        })
+        Self::exit_block(self.b, &mut self.exits.trapped, 0)
     }
 
     /// A shared exit block taking `params` i64 parameters.
