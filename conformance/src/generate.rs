@@ -612,8 +612,10 @@ impl Gen<'_> {
             0,
             REGION_HELPER_ID as i32,
         ));
-        // Registers other than r0 (the base), and other than r9 when
-        // programs must not depend on addresses.
+        // r0 holds the base: a load or an atomic's fetch must not replace
+        // it, and a store must not write it (an address) into the region.
+        // (`value_reg` already leaves out r9 when programs must not depend
+        // on addresses.)
         let not_base = |r: u8| if r == 0 { 1 } else { r };
         for _ in 0..1 + self.rng.below(3) {
             let (sz, n) = self.rng.pick(&SIZES);
