@@ -22,7 +22,18 @@ pub(crate) struct FunctionCode {
     pub relocs: Vec<FinalizedMachReloc>,
     /// The functions it calls: its name references and their indices.
     pub callees: Vec<(UserExternalNameRef, u32)>,
+    /// The alignment its code needs (its constants'), in bytes.
+    pub alignment: u32,
+    /// Offset of its hottest loop's header, to be placed at the start
+    /// of a [`LOOP_ALIGN`]-byte line.
+    pub loop_header: Option<u32>,
 }
+
+/// Loop headers are placed at multiples of this, the size of a cache line
+/// (and of an op-cache line on current x86 cores): a loop of up to 64
+/// bytes is then one line. 32 measured the same (BENCHMARKS.md, session
+/// 8); 64 also keeps larger loops on the fewest lines.
+pub(crate) const LOOP_ALIGN: usize = 64;
 
 /// A mapping holding a program's machine code.
 pub(crate) struct CodeMemory {
@@ -116,7 +127,7 @@ impl CodeMemory {
         let mut offsets = Vec::with_capacity(functions.len());
         let mut size = 0usize;
         for f in functions {
-            size = size.next_multiple_of(align);
+            size = f.start_after(size, align);
             offsets.push(size);
             size += f.bytes.len();
         }
@@ -186,6 +197,24 @@ impl CodeMemory {
 }
 
 impl FunctionCode {
+    /// Where this function starts when placed after `end`: so that its
+    /// loop header, if it has one, starts a [`LOOP_ALIGN`]-byte line (or
+    /// is as near the start as the function's own alignment allows); else
+    /// at the next multiple of `align`.
+    fn start_after(&self, end: usize, align: usize) -> usize {
+        let needed = (self.alignment as usize).max(1);
+        match self.loop_header {
+            Some(h) if needed <= LOOP_ALIGN => {
+                // The header goes to the start of a line, or as near it as
+                // the function's own alignment lets it.
+                let start = end.next_multiple_of(needed);
+                let want = h as usize % needed;
+                start + (LOOP_ALIGN + want - (start + h as usize) % LOOP_ALIGN) % LOOP_ALIGN
+            }
+            _ => end.next_multiple_of(align.max(needed)),
+        }
+    }
+
     /// The index of the function a user external name refers to.
     fn callee_index(&self, name: UserExternalNameRef) -> Option<u32> {
         self.callees
@@ -208,6 +237,8 @@ mod tests {
             bytes: vec![byte; n],
             relocs: Vec::new(),
             callees: Vec::new(),
+            alignment: 1,
+            loop_header: None,
         }
     }
 

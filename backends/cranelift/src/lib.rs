@@ -24,12 +24,13 @@ use code_memory::{CodeMemory, FunctionCode};
 use cranelift_codegen::control::ControlPlane;
 use cranelift_codegen::ir::types::I64;
 use cranelift_codegen::ir::{
-    AbiParam, ExtFuncData, ExternalName, Function, Signature, UserExternalName,
-    UserExternalNameRef, UserFuncName,
+    AbiParam, Block, ExtFuncData, ExternalName, Function, Inst, Signature, SourceLoc,
+    UserExternalName, UserExternalNameRef, UserFuncName,
 };
 use cranelift_codegen::isa::{OwnedTargetIsa, TargetIsa};
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_codegen::Context;
+use cranelift_codegen::{Final, MachSrcLoc};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 
 use translate::{Externals, Translator};
@@ -144,6 +145,8 @@ fn isa(optimize: bool) -> Result<OwnedTargetIsa, CompileError> {
             }
             set(&mut flags, "use_colocated_libcalls", "false")?;
             set(&mut flags, "is_pic", "false")?;
+            // Block start offsets, to place loop headers (`block_offset`).
+            set(&mut flags, "machine_code_cfg_info", "true")?;
             let verify = if cfg!(debug_assertions) {
                 "true"
             } else {
@@ -189,6 +192,28 @@ fn build(
     opts: &CompileOptions,
     text: Option<&mut ClifText>,
 ) -> Result<(CodeMemory, Entry), CompileError> {
+    let compiled = compile_functions(program, opts, text)?;
+    let align = isa(opts.opt_level > 0)?.function_alignment().preferred as usize;
+    let (memory, addrs) = CodeMemory::place(&compiled, align).map_err(fail)?;
+    let entry_addr = compiled
+        .iter()
+        .position(|c| c.index == 0)
+        .map(|k| addrs[k])
+        .ok_or_else(|| fail("the program has no function at pc 0"))?;
+    // SAFETY: the function at pc 0 was generated with exactly the `Entry`
+    // signature in the platform's default calling convention (the C one),
+    // and `memory` is now executable.
+    let entry = unsafe { std::mem::transmute::<usize, Entry>(entry_addr) };
+    Ok((memory, entry))
+}
+
+/// Translates and compiles each function of `program`, with this
+/// thread's scratch state.
+fn compile_functions(
+    program: &Program,
+    opts: &CompileOptions,
+    text: Option<&mut ClifText>,
+) -> Result<Vec<FunctionCode>, CompileError> {
     SCRATCH.with(|cell| {
         // Compiles do not nest; should one ever, it gets fresh state.
         let mut taken = cell.try_borrow_mut().ok().and_then(|mut s| s.take());
@@ -196,7 +221,7 @@ fn build(
             ctx: Context::new(),
             fctx: FunctionBuilderContext::new(),
         });
-        let result = build_with(program, opts, text, scratch);
+        let result = compile_with(program, opts, text, scratch);
         scratch.ctx.clear();
         if let Ok(mut slot) = cell.try_borrow_mut() {
             *slot = taken;
@@ -205,12 +230,12 @@ fn build(
     })
 }
 
-fn build_with(
+fn compile_with(
     program: &Program,
     opts: &CompileOptions,
     mut text: Option<&mut ClifText>,
     scratch: &mut Scratch,
-) -> Result<(CodeMemory, Entry), CompileError> {
+) -> Result<Vec<FunctionCode>, CompileError> {
     let isa = isa(opts.opt_level > 0)?;
     let isa = isa.as_ref();
     // (signature, (ctx, data, r1..r5), (ctx, addr, size, write, frame_lo))
@@ -226,6 +251,7 @@ fn build_with(
         ctx.func =
             Function::with_name_signature(UserFuncName::user(0, f.start as u32), internal.clone());
         let mut callees = Vec::new();
+        let header;
         {
             let mut b = FunctionBuilder::new(&mut ctx.func, fctx);
             let callee_sig = b.import_signature(internal.clone());
@@ -260,7 +286,7 @@ fn build_with(
                 check_sig,
                 check_fn: check_fn as i64,
             };
-            Translator::new(&mut b, program, opts, &ext, *f).translate();
+            header = Translator::new(&mut b, program, opts, &ext, *f).translate();
             b.finalize(isa.frontend_config());
         }
         compiled.push(compile_function(
@@ -268,41 +294,46 @@ fn build_with(
             ctx,
             f.start as u32,
             callees,
+            header,
             text.as_deref_mut(),
         )?);
     }
 
-    let align = isa.function_alignment().preferred as usize;
-    let (memory, addrs) = CodeMemory::place(&compiled, align).map_err(fail)?;
-    let entry_addr = compiled
-        .iter()
-        .position(|c| c.index == 0)
-        .map(|k| addrs[k])
-        .ok_or_else(|| fail("the program has no function at pc 0"))?;
-    // SAFETY: the function at pc 0 was generated with exactly the `Entry`
-    // signature in the platform's default calling convention (the C one),
-    // and `memory` is now executable.
-    let entry = unsafe { std::mem::transmute::<usize, Entry>(entry_addr) };
-    Ok((memory, entry))
+    Ok(compiled)
 }
 
 /// Compiles the function in `ctx` to machine code, recording its IR for
-/// `emit clif` when asked.
+/// `emit clif` when asked, and where in the code the loop `header` (a
+/// block of `ctx.func`) starts.
 fn compile_function(
     isa: &dyn TargetIsa,
     ctx: &mut Context,
     index: u32,
     callees: Vec<(UserExternalNameRef, u32)>,
+    header: Option<Block>,
     text: Option<&mut ClifText>,
 ) -> Result<FunctionCode, CompileError> {
     let before = text.is_some().then(|| ctx.func.display().to_string());
+    if header.is_some() {
+        mark_instructions(&mut ctx.func);
+    }
     ctx.set_disasm(text.is_some());
     let code = ctx
         .compile(isa, &mut ControlPlane::default())
         .map_err(|e| fail(format!("{:?}", e.inner)))?;
     let bytes = code.code_buffer().to_vec();
     let relocs = code.buffer.relocs().to_vec();
+    let alignment = code.buffer.alignment;
     let machine = code.vcode.clone();
+    let marks = header.map(|_| {
+        (
+            emitted_at(code.buffer.get_srclocs_sorted()),
+            code.bb_starts.clone(),
+        )
+    });
+    let loop_header = header
+        .zip(marks)
+        .and_then(|(h, (at, starts))| block_offset(&ctx.func, h, &at, &starts));
     if let (Some(t), Some(before)) = (text, before) {
         t.before.push_str(&before);
         t.before.push('\n');
@@ -320,5 +351,160 @@ fn compile_function(
         bytes,
         relocs,
         callees,
+        alignment,
+        loop_header,
     })
+}
+
+/// Gives every instruction of `func` its own source location (1, 2, …),
+/// so that [`block_offset`] can find them in the machine code.
+fn mark_instructions(func: &mut Function) {
+    let insts: Vec<Inst> = func
+        .layout
+        .blocks()
+        .flat_map(|b| func.layout.block_insts(b))
+        .collect();
+    for (k, inst) in insts.into_iter().enumerate() {
+        func.set_srcloc(inst, SourceLoc::new(k as u32 + 1));
+    }
+}
+
+/// Where each instruction marked by [`mark_instructions`] was first
+/// emitted, by its mark (`u32::MAX`: nowhere).
+fn emitted_at(ranges: &[MachSrcLoc<Final>]) -> Vec<u32> {
+    let mut at = Vec::new();
+    for r in ranges.iter().filter(|r| !r.loc.is_default()) {
+        let k = r.loc.bits() as usize;
+        if at.len() <= k {
+            at.resize(k + 1, u32::MAX);
+        }
+        at[k] = at[k].min(r.start);
+    }
+    at
+}
+
+/// The machine-code offset at which `header` starts, from where the
+/// instructions [`mark_instructions`] marked were emitted (`at`, from
+/// [`emitted_at`]) and the start offsets of the machine blocks.
+///
+/// Cranelift reports no block-to-offset map (its `bb_starts` are offsets
+/// only). So: take the instructions that are in `header` after
+/// optimisation (the optimiser moves some instructions between blocks),
+/// find where the first of them was emitted, and return the start of the
+/// machine block containing it (register moves at a block's start come
+/// before its first instruction). None when none of them was emitted: the
+/// block may then hold only register moves, or nothing, and its start
+/// cannot be told from the next block's.
+fn block_offset(func: &Function, header: Block, at: &[u32], bb_starts: &[u32]) -> Option<u32> {
+    if !func.layout.is_block_inserted(header) {
+        return None;
+    }
+    let emitted = |i: Inst| {
+        let loc = func.srcloc(i);
+        let k = if loc.is_default() {
+            usize::MAX
+        } else {
+            loc.bits() as usize
+        };
+        at.get(k).copied().filter(|&o| o != u32::MAX)
+    };
+    let first = func.layout.block_insts(header).filter_map(emitted).min()?;
+    bb_starts.iter().copied().filter(|&b| b <= first).max()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bpfvm_engine::asm::assemble;
+    use bpfvm_engine::verifier::verify;
+    use code_memory::LOOP_ALIGN;
+    use translate::hottest_loop_header;
+
+    fn program(src: &str) -> Program {
+        verify(assemble(src).unwrap(), &Default::default()).unwrap()
+    }
+
+    /// A set-up loop (pc 1), then an outer loop (4) around an inner one
+    /// (6), then a last loop (11) of the same depth as the outer one.
+    const LOOPS: &str = "
+        mov %r0, 0
+    setup:
+        add %r0, 1
+        jlt %r0, 10, setup
+        mov %r1, 0
+    outer:
+        mov %r2, 0
+    inner:
+        ldxb %r3, [%r1]
+        add %r2, 1
+        jlt %r2, 5, inner
+        add %r1, 1
+        jlt %r1, 5, outer
+    last:
+        add %r0, %r3
+        jlt %r0, 1000, last
+        exit";
+
+    #[test]
+    fn the_hottest_loop_is_the_most_deeply_nested_then_the_last() {
+        let p = program(LOOPS);
+        assert_eq!(hottest_loop_header(&p, p.functions()[0]), Some(5));
+        let p = program(
+            "mov %r0, 0\na:\nadd %r0, 1\njlt %r0, 9, a\nb:\nadd %r0, 1\njlt %r0, 99, b\nexit",
+        );
+        assert_eq!(hottest_loop_header(&p, p.functions()[0]), Some(3));
+        let p = program("mov %r0, 0\nja skip\nskip:\nadd %r0, 1\nexit");
+        assert_eq!(hottest_loop_header(&p, p.functions()[0]), None);
+    }
+
+    /// Whether a `jmp rel32` or `jcc rel32` in `code` branches to `target`
+    /// (the back edge, or, where the header was laid out after the body,
+    /// the jump into it).
+    fn branched_to(code: &[u8], target: usize) -> bool {
+        (0..code.len()).any(|p| {
+            let (len, rel) = match code[p..] {
+                [0xe9, a, b, c, d, ..] => (5, [a, b, c, d]),
+                [0x0f, 0x80..=0x8f, a, b, c, d, ..] => (6, [a, b, c, d]),
+                _ => return false,
+            };
+            (p + len) as i64 + i32::from_le_bytes(rel) as i64 == target as i64
+        })
+    }
+
+    #[test]
+    fn loop_headers_are_found_in_the_machine_code_and_placed_at_a_line_start() {
+        let sources = [
+            (LOOPS, true),
+            // A header that starts with a checked access and a helper call.
+            ("mov %r6, %r1\nmov %r0, 0\nl:\nldxdw %r2, [%r6]\nadd %r0, %r2\ncall 0\nadd %r6, 1\njlt %r0, 50, l\nexit", true),
+            // The header's one instruction is dead: at `speed` the
+            // optimiser deletes it and the header has no instruction left
+            // to find it by (it holds register moves or nothing), so it may
+            // go unplaced, but never misplaced.
+            ("mov %r0, 0\njeq %r1, 0, m\nl:\nmov %r3, 5\nm:\nadd %r0, 1\njlt %r0, 1000, l\nexit", false),
+        ];
+        for (src, found) in sources {
+            let p = program(src);
+            for (opt_level, checked) in [(0, true), (3, true), (0, false), (3, false)] {
+                let opts = CompileOptions {
+                    opt_level,
+                    checked,
+                    ..CompileOptions::default()
+                };
+                let what = format!("O{opt_level}, checked {checked}:\n{src}");
+                let functions = compile_functions(&p, &opts, None).unwrap();
+                let f = &functions[0];
+                let Some(h) = f.loop_header.map(|h| h as usize) else {
+                    assert!(!found, "no header found, {what}");
+                    continue;
+                };
+                assert!(branched_to(&f.bytes, h), "no branch to {h}, {what}");
+                let (memory, addrs) = CodeMemory::place(&functions, 16).unwrap();
+                let needed = f.alignment.max(1) as usize;
+                assert_eq!(addrs[0] % needed, 0, "{what}");
+                assert_eq!((addrs[0] + h) % LOOP_ALIGN, h % needed, "{what}");
+                drop(memory);
+            }
+        }
+    }
 }

@@ -77,6 +77,8 @@ fn build() -> Result<usize, String> {
         bytes: code.code_buffer().to_vec(),
         relocs: code.buffer.relocs().to_vec(),
         callees: Vec::new(),
+        alignment: code.buffer.alignment,
+        loop_header: None,
     };
     let align = isa.function_alignment().preferred as usize;
     let (memory, addrs) = CodeMemory::place(&[function], align)?;
