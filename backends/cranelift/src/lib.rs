@@ -24,13 +24,12 @@ use code_memory::{CodeMemory, FunctionCode};
 use cranelift_codegen::control::ControlPlane;
 use cranelift_codegen::ir::types::I64;
 use cranelift_codegen::ir::{
-    AbiParam, Block, ExtFuncData, ExternalName, Function, Inst, Signature, SourceLoc,
+    AbiParam, Block, ExtFuncData, ExternalName, Function, Inst, Opcode, Signature, SourceLoc,
     UserExternalName, UserExternalNameRef, UserFuncName,
 };
 use cranelift_codegen::isa::{OwnedTargetIsa, TargetIsa};
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_codegen::Context;
-use cranelift_codegen::{Final, MachSrcLoc};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 
 use translate::{Externals, Translator};
@@ -328,15 +327,10 @@ fn compile_function(
     let relocs = code.buffer.relocs().to_vec();
     let alignment = code.buffer.alignment;
     let machine = code.vcode.clone();
-    let marks = header.map(|_| {
-        (
-            emitted_at(code.buffer.get_srclocs_sorted()),
-            code.bb_starts.clone(),
-        )
-    });
+    let layout = header.map(|_| MachineLayout::of(code));
     let loop_header = header
-        .zip(marks)
-        .and_then(|(h, (at, starts))| block_offset(&ctx.func, h, &at, &starts));
+        .zip(layout)
+        .and_then(|(h, layout)| block_offset(&ctx.func, h, &layout));
     if let (Some(t), Some(before)) = (text, before) {
         t.before.push_str(&before);
         t.before.push('\n');
@@ -372,47 +366,100 @@ fn mark_instructions(func: &mut Function) {
     }
 }
 
-/// Where each instruction marked by [`mark_instructions`] was first
-/// emitted, by its mark (`u32::MAX`: nowhere).
-fn emitted_at(ranges: &[MachSrcLoc<Final>]) -> Vec<u32> {
-    let mut at = Vec::new();
-    for r in ranges.iter().filter(|r| !r.loc.is_default()) {
-        let k = r.loc.bits() as usize;
-        if at.len() <= k {
-            at.resize(k + 1, u32::MAX);
-        }
-        at[k] = at[k].min(r.start);
-    }
-    at
+/// What a function's machine code tells of its blocks.
+struct MachineLayout {
+    /// Where each instruction [`mark_instructions`] marked was first
+    /// emitted, by its mark (`u32::MAX`: nowhere).
+    emitted_at: Vec<u32>,
+    /// The start offsets of the machine blocks, ascending.
+    starts: Vec<u32>,
+    /// The offsets that branches go to (after Cranelift's jump threading),
+    /// ascending.
+    targets: Vec<u32>,
 }
 
-/// The machine-code offset at which `header` starts, from where the
-/// instructions [`mark_instructions`] marked were emitted (`at`, from
-/// [`emitted_at`]) and the start offsets of the machine blocks.
+impl MachineLayout {
+    fn of(code: &cranelift_codegen::CompiledCode) -> MachineLayout {
+        let mut emitted_at = Vec::new();
+        for r in code.buffer.get_srclocs_sorted() {
+            if r.loc.is_default() {
+                continue;
+            }
+            let k = r.loc.bits() as usize;
+            if emitted_at.len() <= k {
+                emitted_at.resize(k + 1, u32::MAX);
+            }
+            emitted_at[k] = emitted_at[k].min(r.start);
+        }
+        let mut starts = code.bb_starts.clone();
+        starts.sort_unstable();
+        let mut targets: Vec<u32> = code.bb_edges.iter().map(|&(_, to)| to).collect();
+        targets.sort_unstable();
+        targets.dedup();
+        MachineLayout {
+            emitted_at,
+            starts,
+            targets,
+        }
+    }
+
+    /// Where instruction `i` of `func` was first emitted, if it was.
+    fn emitted(&self, func: &Function, i: Inst) -> Option<u32> {
+        let loc = func.srcloc(i);
+        if loc.is_default() {
+            return None;
+        }
+        let at = *self.emitted_at.get(loc.bits() as usize)?;
+        (at != u32::MAX).then_some(at)
+    }
+}
+
+/// Most blocks followed from a loop header through jumps that Cranelift
+/// threaded.
+const HEADER_CHAIN: usize = 4;
+
+/// The machine-code offset at which the loop `header` starts.
 ///
 /// Cranelift reports no block-to-offset map (its `bb_starts` are offsets
 /// only). So: take the instructions that are in `header` after
 /// optimisation (the optimiser moves some instructions between blocks),
-/// find where the first of them was emitted, and return the start of the
+/// find where the first of them was emitted, and take the start of the
 /// machine block containing it (register moves at a block's start come
-/// before its first instruction). None when none of them was emitted: the
-/// block may then hold only register moves, or nothing, and its start
-/// cannot be told from the next block's.
-fn block_offset(func: &Function, header: Block, at: &[u32], bb_starts: &[u32]) -> Option<u32> {
-    if !func.layout.is_block_inserted(header) {
-        return None;
+/// before its first instruction). That is the header's offset if branches
+/// go there. If none do, the header is a lone jump that Cranelift threaded
+/// (branches to it go to its target instead): the target's offset is the
+/// loop's. None when the header left no instruction in the machine code
+/// to find it by (it then holds register moves or nothing).
+fn block_offset(func: &Function, header: Block, layout: &MachineLayout) -> Option<u32> {
+    let mut block = header;
+    for _ in 0..HEADER_CHAIN {
+        if !func.layout.is_block_inserted(block) {
+            return None;
+        }
+        let first = func
+            .layout
+            .block_insts(block)
+            .filter_map(|i| layout.emitted(func, i))
+            .min()?;
+        let start = layout
+            .starts
+            .iter()
+            .copied()
+            .filter(|&b| b <= first)
+            .max()?;
+        if layout.targets.binary_search(&start).is_ok() {
+            return Some(start);
+        }
+        let mut insts = func.layout.block_insts(block);
+        let only = insts.next()?;
+        let data = &func.dfg.insts[only];
+        if insts.next().is_some() || data.opcode() != Opcode::Jump {
+            return None;
+        }
+        block = data.branch_destination(&func.dfg.jump_tables, &func.dfg.exception_tables)[0]
+            .block(&func.dfg.value_lists);
     }
-    let emitted = |i: Inst| {
-        let loc = func.srcloc(i);
-        let k = if loc.is_default() {
-            usize::MAX
-        } else {
-            loc.bits() as usize
-        };
-        at.get(k).copied().filter(|&o| o != u32::MAX)
-    };
-    let first = func.layout.block_insts(header).filter_map(emitted).min()?;
-    bb_starts.iter().copied().filter(|&b| b <= first).max()
+    None
 }
 
 #[cfg(test)]
@@ -477,16 +524,15 @@ mod tests {
     #[test]
     fn loop_headers_are_found_in_the_machine_code_and_placed_at_a_line_start() {
         let sources = [
-            (LOOPS, true),
+            LOOPS,
             // A header that starts with a checked access and a helper call.
-            ("mov %r6, %r1\nmov %r0, 0\nl:\nldxdw %r2, [%r6]\nadd %r0, %r2\ncall 0\nadd %r6, 1\njlt %r0, 50, l\nexit", true),
-            // The header's one instruction is dead: at `speed` the
-            // optimiser deletes it and the header has no instruction left
-            // to find it by (it holds register moves or nothing), so it may
-            // go unplaced, but never misplaced.
-            ("mov %r0, 0\njeq %r1, 0, m\nl:\nmov %r3, 5\nm:\nadd %r0, 1\njlt %r0, 1000, l\nexit", false),
+            "mov %r6, %r1\nmov %r0, 0\nl:\nldxdw %r2, [%r6]\nadd %r0, %r2\ncall 0\nadd %r6, 1\njlt %r0, 50, l\nexit",
+            // The header's one instruction is dead: left a lone jump, the
+            // header is threaded through, and the loop's entry is the
+            // jump's target.
+            "mov %r0, 0\njeq %r1, 0, m\nl:\nmov %r3, 5\nm:\nadd %r0, 1\njlt %r0, 1000, l\nexit",
         ];
-        for (src, found) in sources {
+        for src in sources {
             let p = program(src);
             for (opt_level, checked) in [(0, true), (3, true), (0, false), (3, false)] {
                 let opts = CompileOptions {
@@ -497,10 +543,10 @@ mod tests {
                 let what = format!("O{opt_level}, checked {checked}:\n{src}");
                 let functions = compile_functions(&p, &opts, None).unwrap();
                 let f = &functions[0];
-                let Some(h) = f.loop_header.map(|h| h as usize) else {
-                    assert!(!found, "no header found, {what}");
-                    continue;
-                };
+                let h = f
+                    .loop_header
+                    .unwrap_or_else(|| panic!("no header found, {what}"))
+                    as usize;
                 assert!(branched_to(&f.bytes, h), "no branch to {h}, {what}");
                 let (memory, addrs) = CodeMemory::place(&functions, 16).unwrap();
                 let needed = f.alignment.max(1) as usize;

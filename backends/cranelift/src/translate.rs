@@ -444,7 +444,6 @@ impl<'a, 'b> Translator<'a, 'b> {
                 dst,
                 src,
             } => {
-                let a = self.dst_value(width, dst);
                 let ty = if width == Width::W64 { I64 } else { I32 };
                 let stack_offset = match (width, op, src) {
                     (Width::W64, AluOp::Mov, Operand::Reg(s)) => self.stack_offset(s),
@@ -457,15 +456,31 @@ impl<'a, 'b> Translator<'a, 'b> {
                     _ => None,
                 };
                 let r = match (op, src) {
+                    // A move reads nothing of dst, and an immediate is
+                    // made at its final width (no 32-bit constant widened).
+                    (AluOp::Mov, Operand::Imm(i)) => {
+                        let v = match width {
+                            Width::W64 => i as i64,
+                            Width::W32 => i as u32 as i64,
+                        };
+                        self.b.ins().iconst(I64, v)
+                    }
+                    (AluOp::Mov, Operand::Reg(_)) => {
+                        let b = self.operand(width, src);
+                        self.widen(width, b)
+                    }
                     (AluOp::Div | AluOp::SDiv | AluOp::Mod | AluOp::SMod, Operand::Imm(i)) => {
-                        self.div_imm(ty, op, a, i)
+                        let a = self.dst_value(width, dst);
+                        let r = self.div_imm(ty, op, a, i);
+                        self.widen(width, r)
                     }
                     _ => {
+                        let a = self.dst_value(width, dst);
                         let b = self.operand(width, src);
-                        self.alu(ty, op, a, b)
+                        let r = self.alu(ty, op, a, b);
+                        self.widen(width, r)
                     }
                 };
-                let r = self.widen(width, r);
                 self.set(dst, r);
                 if let Some(k) = self.stack_offsets.get_mut(dst as usize) {
                     *k = stack_offset;
@@ -612,7 +627,6 @@ impl<'a, 'b> Translator<'a, 'b> {
     }
 
     fn alu(&mut self, ty: Type, op: AluOp, a: Value, b: Value) -> Value {
-        let bits = ty.bits() as i64;
         match op {
             AluOp::Add => self.b.ins().iadd(a, b),
             AluOp::Sub => self.b.ins().isub(a, b),
@@ -621,14 +635,11 @@ impl<'a, 'b> Translator<'a, 'b> {
             AluOp::And => self.b.ins().band(a, b),
             AluOp::Xor => self.b.ins().bxor(a, b),
             AluOp::Mov => b,
-            AluOp::Lsh | AluOp::Rsh | AluOp::Arsh => {
-                let s = self.b.ins().band_imm_s(b, bits - 1);
-                match op {
-                    AluOp::Lsh => self.b.ins().ishl(a, s),
-                    AluOp::Rsh => self.b.ins().ushr(a, s),
-                    _ => self.b.ins().sshr(a, s),
-                }
-            }
+            // Cranelift masks a shift's amount to the type's width, as eBPF
+            // does (`& 63`, or `& 31` for 32-bit shifts).
+            AluOp::Lsh => self.b.ins().ishl(a, b),
+            AluOp::Rsh => self.b.ins().ushr(a, b),
+            AluOp::Arsh => self.b.ins().sshr(a, b),
             AluOp::Div | AluOp::Mod | AluOp::SDiv | AluOp::SMod => self.div_reg(ty, op, a, b),
         }
     }
