@@ -474,8 +474,8 @@ mod tests {
         verify(assemble(src).unwrap(), &Default::default()).unwrap()
     }
 
-    /// A set-up loop (pc 1), then an outer loop (4) around an inner one
-    /// (6), then a last loop (11) of the same depth as the outer one.
+    /// A set-up loop (header at pc 1), then an outer loop (4) around an
+    /// inner one (5), then a last loop (10) as deep as the outer one.
     const LOOPS: &str = "
         mov %r0, 0
     setup:
