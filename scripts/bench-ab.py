@@ -8,6 +8,12 @@ binary in turn, N rounds (default 5), so that changes in the machine's load
 spread over all of them. Prints, per program, the median over the rounds of
 the ratio to native, then each round's geometric mean and the geometric
 mean of the medians (the trivial `nop` left out, as `bpfvm bench` does).
+Then the tier's own median run time per program and, per binary, the
+geometric mean of its times over the first binary's: across builds,
+compare these. Each build links the native baseline at other addresses,
+and its speed moves with that (native memcmp took 2.8 us in one build and
+5.8 us in another, in one run), so ratios to native compare binaries
+only as well as their native code happens to be placed.
 """
 import argparse
 import glob
@@ -28,6 +34,7 @@ root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 progs = sorted(glob.glob(os.path.join(root, "bench/programs/*.bpf.o")))
 extra = ["--unchecked"] if args.unchecked else []
 res = {b: {} for b in args.bins}
+times = {b: {} for b in args.bins}
 for _ in range(args.rounds):
     for b in args.bins:
         out = subprocess.run(
@@ -38,7 +45,9 @@ for _ in range(args.rounds):
             d = json.loads(line)
             if d["program"] == "nop":
                 continue
-            res[b].setdefault(d["program"], []).append(d["tiers"][args.tier]["ratio_native"])
+            t = d["tiers"][args.tier]
+            res[b].setdefault(d["program"], []).append(t["ratio_native"])
+            times[b].setdefault(d["program"], []).append(t["run_ns_median"])
 
 
 def geomean(xs):
@@ -54,5 +63,13 @@ for r in range(args.rounds):
           + "".join("%14.3f" % geomean([res[b][n][r] for n in names]) for b in args.bins))
 print("%-16s" % "geomean(median)"
       + "".join("%14.3f" % geomean([statistics.median(res[b][n]) for n in names]) for b in args.bins))
+print()
+print("%-16s" % f"{args.tier} ns" + "".join("%14s" % f"bin {i}" for i in range(len(args.bins))))
+for n in names:
+    print("%-16s" % n + "".join("%14.0f" % statistics.median(times[b][n]) for b in args.bins))
+base = args.bins[0]
+print("%-16s" % "time / bin 0"
+      + "".join("%14.3f" % geomean([statistics.median(times[b][n]) / statistics.median(times[base][n])
+                                    for n in names]) for b in args.bins))
 for i, b in enumerate(args.bins):
     print(f"bin {i}: {b}")
