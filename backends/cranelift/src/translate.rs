@@ -526,17 +526,17 @@ impl<'a, 'b> Translator<'a, 'b> {
                 base,
                 off,
             } => {
-                let addr = self.checked_addr(pc, base, off, size, false);
+                let (addr, k) = self.checked_addr(pc, base, off, size, false);
                 let f = flags();
                 let ins = self.b.ins();
                 let v = match (size, signed) {
-                    (MemSize::B, false) => ins.uload8(I64, f, addr, 0),
-                    (MemSize::B, true) => ins.sload8(I64, f, addr, 0),
-                    (MemSize::H, false) => ins.uload16(I64, f, addr, 0),
-                    (MemSize::H, true) => ins.sload16(I64, f, addr, 0),
-                    (MemSize::W, false) => ins.uload32(f, addr, 0),
-                    (MemSize::W, true) => ins.sload32(f, addr, 0),
-                    (MemSize::DW, _) => ins.load(I64, f, addr, 0),
+                    (MemSize::B, false) => ins.uload8(I64, f, addr, k),
+                    (MemSize::B, true) => ins.sload8(I64, f, addr, k),
+                    (MemSize::H, false) => ins.uload16(I64, f, addr, k),
+                    (MemSize::H, true) => ins.sload16(I64, f, addr, k),
+                    (MemSize::W, false) => ins.uload32(f, addr, k),
+                    (MemSize::W, true) => ins.sload32(f, addr, k),
+                    (MemSize::DW, _) => ins.load(I64, f, addr, k),
                 };
                 self.set(dst, v);
             }
@@ -546,7 +546,7 @@ impl<'a, 'b> Translator<'a, 'b> {
                 off,
                 src,
             } => {
-                let addr = self.checked_addr(pc, base, off, size, true);
+                let (addr, k) = self.checked_addr(pc, base, off, size, true);
                 let v = match src {
                     Operand::Reg(r) => self.get(r),
                     Operand::Imm(i) => self.b.ins().iconst(I64, i as i64),
@@ -554,10 +554,10 @@ impl<'a, 'b> Translator<'a, 'b> {
                 let f = flags();
                 let ins = self.b.ins();
                 match size {
-                    MemSize::B => ins.istore8(f, v, addr, 0),
-                    MemSize::H => ins.istore16(f, v, addr, 0),
-                    MemSize::W => ins.istore32(f, v, addr, 0),
-                    MemSize::DW => ins.store(f, v, addr, 0),
+                    MemSize::B => ins.istore8(f, v, addr, k),
+                    MemSize::H => ins.istore16(f, v, addr, k),
+                    MemSize::W => ins.istore32(f, v, addr, k),
+                    MemSize::DW => ins.store(f, v, addr, k),
                 };
             }
             Instr::Atomic {
@@ -720,22 +720,36 @@ impl<'a, 'b> Translator<'a, 'b> {
         self.b.ins().uextend(I64, n)
     }
 
-    /// Computes `base + off` and, in checked mode, branches to a trap unless
+    /// The address `base + off` of an access, as a value and an offset for
+    /// the access instruction: `(base, off)` when nothing is checked, else
+    /// `(addr, 0)` after a check that branches to a trap unless
     /// `[addr, addr + size)` is allowed. The input region and the current
     /// frame are checked inline (the frame first for accesses through r10
     /// or a register set from it); anything else goes, in cold blocks, to
     /// the extra region the last out-of-line check allowed and then to the
     /// check trampoline of [`crate::slow_path`].
-    fn checked_addr(&mut self, pc: usize, base: u8, off: i16, size: MemSize, write: bool) -> Value {
+    fn checked_addr(
+        &mut self,
+        pc: usize,
+        base: u8,
+        off: i16,
+        size: MemSize,
+        write: bool,
+    ) -> (Value, i32) {
         let b = self.get(base);
-        let addr = self.b.ins().iadd_imm_s(b, off as i64);
         let frame_off = self
             .stack_offset(base)
             .and_then(|k| i16::try_from(k.checked_add(off as i64)?).ok());
         let in_frame = frame_off.is_some_and(|o| statically_in_frame(10, o, size));
         if !self.opts.checked || in_frame {
-            return addr;
+            // Nothing to check: the offset goes into the access itself.
+            return (b, off as i32);
         }
+        let addr = if off == 0 {
+            b
+        } else {
+            self.b.ins().iadd_imm_s(b, off as i64)
+        };
         let k = size.index();
         let (Some(start), Some(mem_bound), Some(stack_bound)) =
             (self.mem_start, self.mem_bound[k], self.stack_bound[k])
@@ -799,7 +813,7 @@ impl<'a, 'b> Translator<'a, 'b> {
         self.b.ins().brif(allowed, ok, &[], trapped, &[]);
         self.b.switch_to_block(ok);
         self.b.seal_block(ok);
-        addr
+        (addr, 0)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -813,7 +827,12 @@ impl<'a, 'b> Translator<'a, 'b> {
         off: i16,
         src: u8,
     ) {
-        let addr = self.checked_addr(pc, base, off, size, true);
+        let (addr, k) = self.checked_addr(pc, base, off, size, true);
+        let addr = if k == 0 {
+            addr
+        } else {
+            self.b.ins().iadd_imm_s(addr, k as i64)
+        };
         let n = size.bytes() as i64;
         let misaligned = self.b.ins().band_imm_s(addr, n - 1);
         let trap = self.trap(Some(TRAP_MISALIGNED), pc, Some(addr), n as u32);
