@@ -14,6 +14,11 @@ compare these. Each build links the native baseline at other addresses,
 and its speed moves with that (native memcmp took 2.8 us in one build and
 5.8 us in another, in one run), so ratios to native compare binaries
 only as well as their native code happens to be placed.
+
+Tier 0's times also move with the address layout of each process: bitops
+took 3.8-7.0 us over eight processes, and 3.75-3.90 us under `setarch -R`.
+`--no-aslr` runs every binary that way: less spread between rounds, but
+one layout per binary, which may favour one of them.
 """
 import argparse
 import glob
@@ -27,18 +32,21 @@ ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 ap.add_argument("--rounds", type=int, default=5)
 ap.add_argument("--tier", default="cranelift")
 ap.add_argument("--unchecked", action="store_true")
+ap.add_argument("--no-aslr", action="store_true",
+                help="run each binary under `setarch -R`: one fixed address layout")
 ap.add_argument("bins", nargs="+")
 args = ap.parse_args()
 
 root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 progs = sorted(glob.glob(os.path.join(root, "bench/programs/*.bpf.o")))
 extra = ["--unchecked"] if args.unchecked else []
+prefix = ["setarch", "-R"] if args.no_aslr else []
 res = {b: {} for b in args.bins}
 times = {b: {} for b in args.bins}
 for _ in range(args.rounds):
     for b in args.bins:
         out = subprocess.run(
-            [b, "bench", *progs, "--tiers", args.tier, "--time", "0.3", "--json", *extra],
+            [*prefix, b, "bench", *progs, "--tiers", args.tier, "--time", "0.3", "--json", *extra],
             capture_output=True, text=True, check=True,
         ).stdout
         for line in out.splitlines():
