@@ -162,6 +162,12 @@ pub const fn last_region_limit_index(size: u64, write: bool) -> usize {
         k
     }
 }
+
+/// Offset in [`VmCtx`] of the limit for an access of `size` bytes, a store
+/// when `write`: what generated code loads for the remembered region.
+pub const fn last_region_limit_offset(size: u64, write: bool) -> i32 {
+    OFFSET_LAST_REGION_LIMITS + 8 * last_region_limit_index(size, write) as i32
+}
 /// Size of a `HelperSlot` and the offsets of its fields.
 pub const HELPER_SLOT_SIZE: i32 = std::mem::size_of::<HelperSlot>() as i32;
 pub const OFFSET_SLOT_FUNC: i32 = offset_of!(HelperSlot, func) as i32;

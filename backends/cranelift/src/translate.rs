@@ -791,8 +791,7 @@ impl<'a, 'b> Translator<'a, 'b> {
             .b
             .ins()
             .load(I64, trusted(), ctx, OFFSET_LAST_REGION_START);
-        let k = last_region_limit_index(size.bytes() as u64, write);
-        let limit_at = OFFSET_LAST_REGION_LIMITS + 8 * k as i32;
+        let limit_at = last_region_limit_offset(size.bytes() as u64, write);
         let limit = self.b.ins().load(I64, trusted(), ctx, limit_at);
         let rel = self.b.ins().isub(addr, lo);
         let hit = self.b.ins().icmp(IntCC::UnsignedLessThan, rel, limit);

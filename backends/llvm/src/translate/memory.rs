@@ -59,8 +59,7 @@ impl<'ctx> FnTranslator<'_, 'ctx> {
                 // First the extra region that the last out-of-line check
                 // allowed (`VmCtx::last_region_*`), then the call.
                 let lo = cg.load_field(self.ctx, OFFSET_LAST_REGION_START, cg.i64)?;
-                let k = last_region_limit_index(n as u64, write);
-                let limit_at = OFFSET_LAST_REGION_LIMITS + 8 * k as i32;
+                let limit_at = last_region_limit_offset(n as u64, write);
                 let limit = cg.load_field(self.ctx, limit_at, cg.i64)?;
                 let rel = b.build_int_sub(addr, lo, "rrel").or_fail()?;
                 let hit = b
