@@ -1,8 +1,9 @@
 //! The out-of-line memory check, called as a `preserve_all` function.
 //!
 //! A checked access outside the input, the frame and the remembered region
-//! (`VmCtx::last_region_*`, all three checked inline) calls the check
-//! trampoline from a cold block. Called with the C calling convention,
+//! (`VmCtx::last_region_*`, all three checked inline; at O0 only the first
+//! of the input and the frame) calls the check trampoline from a cold
+//! block. Called with the C calling convention,
 //! that call would clobber every caller-saved register, and since it sits
 //! inside the program's loops the register allocator would keep loop values
 //! out of those registers (spilling them, on every iteration, to keep them

@@ -1,0 +1,78 @@
+//! Compiles one program a fixed number of times on one tier: a fixed
+//! amount of compile work, to count with `valgrind --tool=cachegrind`
+//! (scripts/compile-work.sh), which unlike a timer gives the same answer
+//! on a loaded machine and in every address layout, or to profile with perf.
+//!
+//! `cargo run --release -p bpfvm-bench --example compile_work -- PROGRAM
+//! [--tier T] [--opt N] [--unchecked] [--count N]`, where PROGRAM is
+//! `gen:SLOTS` (the generated program of `compile/<tier>/O<n>/<slots>`) or
+//! the name of a benchmark program (`compile_programs/<name>`). Prints the
+//! mean wall time per compile to standard error.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bpfvm::engine::backend::CompileOptions;
+use bpfvm::engine::verifier::{verify, VerifyOptions};
+use bpfvm::tier::{backend, Tier};
+use bpfvm_bench::{program_of_size, Subject, PROGRAMS};
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("compile_work: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<(), String> {
+    let usage = "usage: compile_work PROGRAM [--tier T] [--opt N] [--unchecked] [--count N]";
+    let mut args = std::env::args().skip(1);
+    let what = args.next().ok_or(usage)?;
+    let mut tier = Tier::Cranelift;
+    let mut opts = CompileOptions::default();
+    let mut count = 1u32;
+    while let Some(a) = args.next() {
+        let mut value = || args.next().ok_or(format!("{a} needs a value"));
+        match a.as_str() {
+            "--tier" => {
+                let v = value()?;
+                tier = Tier::available()
+                    .into_iter()
+                    .find(|t| t.name() == v)
+                    .ok_or(format!("no tier {v} in this build"))?;
+            }
+            "--opt" => opts.opt_level = value()?.parse().map_err(|e| format!("--opt: {e}"))?,
+            "--count" => count = value()?.parse().map_err(|e| format!("--count: {e}"))?,
+            "--unchecked" => opts.checked = false,
+            _ => return Err(usage.into()),
+        }
+    }
+    let program = if let Some(slots) = what.strip_prefix("gen:") {
+        let slots = slots.parse().map_err(|e| format!("{what}: {e}"))?;
+        let insns = program_of_size(slots);
+        Arc::new(verify(insns, &VerifyOptions::default()).map_err(|e| e.to_string())?)
+    } else {
+        let p = PROGRAMS
+            .iter()
+            .find(|p| p.name == what)
+            .ok_or(format!("no benchmark program {what}"))?;
+        Subject::from_elf(p.bpf_object, None)
+            .map_err(|e| e.to_string())?
+            .program
+    };
+    let b = backend(tier).map_err(|e| e.to_string())?;
+    let start = Instant::now();
+    for _ in 0..count {
+        b.compile(&program, &opts).map_err(|e| e.to_string())?;
+    }
+    eprintln!(
+        "{what} on {tier}, O{}: {:?} per compile over {count}",
+        opts.opt_level,
+        start.elapsed() / count.max(1)
+    );
+    Ok(())
+}
