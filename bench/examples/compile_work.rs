@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use bpfvm::engine::backend::CompileOptions;
 use bpfvm::engine::verifier::{verify, VerifyOptions};
-use bpfvm::tier::{backend, Tier};
+use bpfvm::tier::{backend, Tier, TierError};
 use bpfvm_bench::{program_of_size, Subject, PROGRAMS};
 
 fn main() -> ExitCode {
@@ -38,13 +38,7 @@ fn run() -> Result<(), String> {
     while let Some(a) = args.next() {
         let mut value = || args.next().ok_or(format!("{a} needs a value"));
         match a.as_str() {
-            "--tier" => {
-                let v = value()?;
-                tier = Tier::available()
-                    .into_iter()
-                    .find(|t| t.name() == v)
-                    .ok_or(format!("no tier {v} in this build"))?;
-            }
+            "--tier" => tier = value()?.parse().map_err(|e: TierError| e.to_string())?,
             "--opt" => opts.opt_level = value()?.parse().map_err(|e| format!("--opt: {e}"))?,
             "--count" => count = value()?.parse().map_err(|e| format!("--count: {e}"))?,
             "--unchecked" => opts.checked = false,
