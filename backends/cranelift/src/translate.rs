@@ -723,11 +723,12 @@ impl<'a, 'b> Translator<'a, 'b> {
     /// The address `base + off` of an access, as a value and an offset for
     /// the access instruction: `(base, off)` when nothing is checked, else
     /// `(addr, 0)` after a check that branches to a trap unless
-    /// `[addr, addr + size)` is allowed. The input region and the current
-    /// frame are checked inline (the frame first for accesses through r10
-    /// or a register set from it); anything else goes, in cold blocks, to
-    /// the extra region the last out-of-line check allowed and then to the
-    /// check trampoline of [`crate::slow_path`].
+    /// `[addr, addr + size)` is allowed. The region the base most likely
+    /// points into (the frame for r10 or a register set from it, else the
+    /// input) is checked inline; the rest is one cold block: at `speed` the
+    /// other of the two and the extra region the last out-of-line check
+    /// allowed, tested together, then the check trampoline of
+    /// [`crate::slow_path`]; at O0 the trampoline alone.
     fn checked_addr(
         &mut self,
         pc: usize,
@@ -756,17 +757,11 @@ impl<'a, 'b> Translator<'a, 'b> {
         else {
             unreachable!("load_invariants computes the bounds of every checked size")
         };
-        // The region the base register most likely points into is checked
-        // first (the frame for r10 and registers this block set from it,
-        // else the input), inline; the rest is one cold block, placed after
-        // the function's hot code, so that the common case costs one
-        // compare and one branch not taken. The cold block tests the other
-        // region and the region the last out-of-line check allowed
-        // (`VmCtx::last_region_*`) together, with one branch, and else
-        // calls the check trampoline, which on a refusal writes the whole
-        // trap record. At O0, which compiles for latency, the cold block
-        // only calls the trampoline (which checks every region): two
-        // blocks and about ten instructions fewer per access.
+        // The cold block is placed after the function's hot code, so that
+        // the common case costs one compare and one branch not taken. The
+        // trampoline, on a refusal, writes the whole trap record. At O0,
+        // which compiles for latency, skipping the other two tests saves
+        // two blocks and about ten instructions per access.
         // (One branch on both inline checks, tried, compiled no measurably
         // faster and computes both compares on every access.)
         let ok = self.b.create_block();
