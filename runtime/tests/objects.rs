@@ -360,6 +360,22 @@ fn inlined_array_map_lookups_agree_with_the_helper() {
     cases.push((in_input.clone(), 2u32.to_le_bytes().to_vec()));
     cases.push((in_input, 9u32.to_le_bytes().to_vec()));
     cases.push((bad_pointer, vec![]));
+    // The key at the frame's last slot, straddling its top, and in the
+    // frame through a register whose offset the block does not show (the
+    // inline path's run-time test).
+    let at = |off: i32| {
+        format!(
+            "stw [%r10{off}], 2\nlddw %r1, {handle:#x}\nmov %r2, %r10\nadd %r2, {off}\ncall 1\njeq %r0, 0, +1\nldxdw %r0, [%r0]\nexit\n"
+        )
+    };
+    cases.push((at(-512), vec![]));
+    cases.push((at(-4).replace("add %r2, -4", "add %r2, -2"), vec![]));
+    cases.push((
+        format!(
+            "stw [%r10-8], 1\nmov %r7, %r10\nadd %r7, -8\nja +0\nlddw %r1, {handle:#x}\nmov %r2, %r7\ncall 1\njeq %r0, 0, +1\nldxdw %r0, [%r0]\nexit\n"
+        ),
+        vec![],
+    ));
     for (src, input) in &cases {
         let mut results = Vec::new();
         for tier in Tier::available() {
@@ -397,6 +413,12 @@ fn inlined_array_map_lookups_agree_with_the_helper() {
     assert_eq!(run(&program("3"), vec![0; 8]), Ok(103));
     assert_eq!(run(&program("4"), vec![0; 8]), Ok(0));
     assert!(run(&cases[6].0, vec![]).is_err(), "a bad key pointer traps");
+    assert_eq!(run(&cases[7].0, vec![]), Ok(102), "key at r10-512");
+    assert!(
+        run(&cases[8].0, vec![]).is_err(),
+        "a key across the frame's top traps"
+    );
+    assert_eq!(run(&cases[9].0, vec![]), Ok(101), "key through r7");
 }
 
 /// The inlined lookup is really emitted (the blocks are named in the IR),

@@ -179,6 +179,14 @@ impl<'a, 'b> Translator<'a, 'b> {
                 if !sizes[k] {
                     continue;
                 }
+                // One-byte accesses may start anywhere in the region: the
+                // bounds are the lengths themselves (no value that only
+                // Cranelift's optimiser would see to be the same).
+                if n == 1 {
+                    self.mem_bound[k] = Some(len);
+                    self.stack_bound[k] = Some(window);
+                    continue;
+                }
                 let big = self
                     .b
                     .ins()
@@ -913,10 +921,17 @@ impl<'a, 'b> Translator<'a, 'b> {
     /// key is in the current frame, r0 is computed inline as the runtime's
     /// helper computes it (`values + key * stride`, or 0 when the key is
     /// out of range); any other key pointer goes to the helper, which
-    /// checks it and traps exactly as on the other tiers. r1 to r5 are
-    /// unchanged either way.
+    /// checks it and traps exactly as on the other tiers. A key at a known
+    /// offset in the frame (r2 = r10 - 4, as compilers write it) needs no
+    /// test and no helper path. r1 to r5 are unchanged either way.
     fn inline_array_lookup(&mut self, pc: usize, map: ArrayMapLayout) {
         let key_addr = self.get(2);
+        let frame = -(STACK_FRAME_SIZE as i64)..=-4;
+        if self.stack_offset(2).is_some_and(|k| frame.contains(&k)) {
+            let r0 = self.array_value(key_addr, map);
+            self.set(0, r0);
+            return;
+        }
         let rel = self.b.ins().isub(key_addr, self.frame_lo);
         let in_frame = self.b.ins().icmp_imm_s(
             IntCC::UnsignedLessThanOrEqual,
@@ -930,16 +945,7 @@ impl<'a, 'b> Translator<'a, 'b> {
         self.b.ins().brif(in_frame, fast, &[], slow, &[]);
         self.b.switch_to_block(fast);
         self.b.seal_block(fast);
-        let key = self.b.ins().load(I32, flags(), key_addr, 0);
-        let index = self.b.ins().uextend(I64, key);
-        let inside =
-            self.b
-                .ins()
-                .icmp_imm_s(IntCC::UnsignedLessThan, index, map.max_entries as i64);
-        let offset = self.b.ins().imul_imm_s(index, map.stride as i64);
-        let addr = self.b.ins().iadd_imm_s(offset, map.values as i64);
-        let zero = self.b.ins().iconst(I64, 0);
-        let r0 = self.b.ins().select(inside, addr, zero);
+        let r0 = self.array_value(key_addr, map);
         self.set(0, r0);
         self.b.ins().jump(join, &[]);
         self.b.switch_to_block(slow);
@@ -949,6 +955,26 @@ impl<'a, 'b> Translator<'a, 'b> {
         self.b.ins().jump(join, &[]);
         self.b.switch_to_block(join);
         self.b.seal_block(join);
+    }
+
+    /// The address of the value that the 4-byte key at `key_addr` (in the
+    /// current frame) names in `map`, or 0 when the key is out of range.
+    fn array_value(&mut self, key_addr: Value, map: ArrayMapLayout) -> Value {
+        let key = self.b.ins().load(I32, flags(), key_addr, 0);
+        let index = self.b.ins().uextend(I64, key);
+        let inside =
+            self.b
+                .ins()
+                .icmp_imm_s(IntCC::UnsignedLessThan, index, map.max_entries as i64);
+        let offset = if map.stride.is_power_of_two() {
+            let shift = map.stride.trailing_zeros() as i64;
+            self.b.ins().ishl_imm_s(index, shift)
+        } else {
+            self.b.ins().imul_imm_s(index, map.stride as i64)
+        };
+        let addr = self.b.ins().iadd_imm_s(offset, map.values as i64);
+        let zero = self.b.ins().iconst(I64, 0);
+        self.b.ins().select(inside, addr, zero)
     }
 
     /// A bpf-to-bpf call: a new 512-byte frame below this one, the depth
