@@ -654,9 +654,19 @@ fn codegen_options(c: &CodegenArgs, file: &CaseOptions) -> CompileOptions {
 }
 
 fn emit(args: EmitArgs) -> Result<u8> {
-    let loaded = load(&args.input)?;
-    let opts = codegen_options(&args.codegen, &loaded.options);
-    let program = exec::verify(loaded.insns)?;
+    let bytes = read_input(&args.input.file)?;
+    let (program, opts) =
+        if args.input.format.unwrap_or_else(|| input::detect(&bytes)) == Format::Elf {
+            // A program of an ELF object with its maps and global data
+            // resolved, compiled as `run` compiles it.
+            let opts = codegen_options(&args.codegen, &CaseOptions::default());
+            bpfvm_cli::object::codegen_program(&bytes, args.input.prog.as_deref(), &opts)?
+        } else {
+            let loaded = input::load(&bytes, args.input.format, args.input.prog.as_deref())
+                .map_err(CliError::from)?;
+            let opts = codegen_options(&args.codegen, &loaded.options);
+            (exec::verify(loaded.insns)?, opts)
+        };
     let text = match args.what {
         EmitWhat::Clif => emit::emit_text(&program, &opts, TextOutput::Clif),
         EmitWhat::Llvm => emit::emit_text(

@@ -385,6 +385,24 @@ pub fn compile(
     Ok(obj.compile_aot(&name, opts, target)?)
 }
 
+/// Program `prog` (or the only one) of the ELF object in `bytes`, verified
+/// with its maps and global data resolved, and `opts` with the array maps
+/// whose lookups a tier inlines: what `run` compiles, for `emit`.
+pub fn codegen_program(
+    bytes: &[u8],
+    prog: Option<&str>,
+    opts: &CompileOptions,
+) -> Result<(bpfvm::engine::Program, CompileOptions), CliError> {
+    let obj = LoadedObject::load(bytes)?;
+    let name = program_name(&obj, prog)?;
+    let program = obj.verify_program(&name)?;
+    let opts = CompileOptions {
+        array_maps: obj.inlinable_array_maps(),
+        ..opts.clone()
+    };
+    Ok((program, opts))
+}
+
 /// Runs on the runtime's tiered engine: tier 0 first, promoted to tier 1
 /// after `cfg.threshold` calls; tail calls and `bpf_loop` callbacks run on
 /// tier 0.

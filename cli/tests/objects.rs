@@ -513,3 +513,45 @@ fn malformed_objects_are_rejected_cleanly() {
         }
     }
 }
+
+/// `emit` takes an ELF object as `run` does: its maps and global data
+/// resolved, each program selectable; the Cranelift IR of a program with
+/// an array map inlines the lookup (no call through the helper table on
+/// the key-in-frame path), and an unknown program is a clear error.
+#[test]
+fn emit_works_on_objects_with_maps() {
+    for (name, prog) in FIXTURES {
+        let path = fixture(name);
+        let clif = ok(&bpfvm(&["emit", "clif", &path, "--prog", prog]));
+        assert!(
+            clif.contains(";; machine code after register allocation"),
+            "{name}"
+        );
+        let llvm = ok(&bpfvm(&["emit", "llvm", &path, "--prog", prog]));
+        assert!(llvm.contains("define"), "{name}");
+    }
+    // xdp_count looks up its array map pkt_count twice (key at r10-4) and
+    // map 1 once: only the last calls a helper (the one call through the
+    // helper table's signature, `call_indirect.i64`), before optimisation.
+    let counter = fixture("xdp_counter");
+    for opt in ["0", "1", "3"] {
+        let clif = ok(&bpfvm(&["emit", "clif", &counter, "--opt", opt]));
+        let before = clif
+            .split(";; after optimisation")
+            .next()
+            .unwrap_or_default();
+        let helper_calls = before.matches("call_indirect.i64").count();
+        assert_eq!(helper_calls, 1, "O{opt}\n{before}");
+    }
+    // As `run`: exit 3, the object's programs named.
+    let o = bpfvm(&["emit", "clif", &counter, "--prog", "nope"]);
+    assert_eq!(o.status.code(), Some(3), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("nope") && err.contains("xdp_count"), "{err}");
+    let o = bpfvm(&["emit", "ptx", &counter]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("host address"),
+        "{o:?}"
+    );
+}
