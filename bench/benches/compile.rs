@@ -1,7 +1,8 @@
 //! Compile latency per tier by program size: generated programs of 50 to
 //! 3,000 instructions (`compile/<tier>/O<level>/<size>`), and the benchmark
-//! programs (`compile_programs/<program>/<tier>`, checked code at the
-//! default optimisation level, throughput in instructions).
+//! programs (`compile_programs/<program>/<tier>`, checked code as the
+//! runtime compiles it: Cranelift at tier 0's level, LLVM at O3;
+//! throughput in instructions).
 //!
 //! `cargo bench -p bpfvm-bench --bench compile -- --warm-up-time 1 --measurement-time 2`
 //! (10 samples per benchmark: a few minutes, most of it LLVM on the
@@ -27,7 +28,11 @@ fn compile_latency(c: &mut Criterion) {
         group.throughput(Throughput::Elements(n as u64));
         for tier in Tier::available() {
             let Ok(b) = backend(tier) else { continue };
-            let levels: &[u8] = if tier == Tier::Interp { &[3] } else { &[0, 3] };
+            let levels: &[u8] = match tier {
+                Tier::Interp => &[3],
+                Tier::Cranelift => &[0, 1, 3],
+                _ => &[0, 3],
+            };
             for &opt_level in levels {
                 let opts = CompileOptions {
                     opt_level,
@@ -51,7 +56,7 @@ fn compile_programs(c: &mut Criterion) {
         group.throughput(Throughput::Elements(subject.len() as u64));
         for tier in Tier::available() {
             let Ok(b) = backend(tier) else { continue };
-            let opts = CompileOptions::default();
+            let opts = subject.options(tier, true);
             group.bench_function(BenchmarkId::new(p.name, tier.name()), |bench| {
                 bench.iter(|| b.compile(&subject.program, &opts).expect("compiles"));
             });

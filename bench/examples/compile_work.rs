@@ -13,10 +13,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bpfvm::engine::backend::CompileOptions;
 use bpfvm::engine::verifier::{verify, VerifyOptions};
 use bpfvm::tier::{backend, Tier, TierError};
-use bpfvm_bench::{program_of_size, Subject, PROGRAMS};
+use bpfvm_bench::{program_of_size, tier_options, Subject, PROGRAMS};
 
 fn main() -> ExitCode {
     match run() {
@@ -33,31 +32,39 @@ fn run() -> Result<(), String> {
     let mut args = std::env::args().skip(1);
     let what = args.next().ok_or(usage)?;
     let mut tier = Tier::Cranelift;
-    let mut opts = CompileOptions::default();
+    let mut opt_level = None;
+    let mut checked = true;
     let mut count = 1u32;
     while let Some(a) = args.next() {
         let mut value = || args.next().ok_or(format!("{a} needs a value"));
         match a.as_str() {
             "--tier" => tier = value()?.parse().map_err(|e: TierError| e.to_string())?,
-            "--opt" => opts.opt_level = value()?.parse().map_err(|e| format!("--opt: {e}"))?,
+            "--opt" => opt_level = Some(value()?.parse().map_err(|e| format!("--opt: {e}"))?),
             "--count" => count = value()?.parse().map_err(|e| format!("--count: {e}"))?,
-            "--unchecked" => opts.checked = false,
+            "--unchecked" => checked = false,
             _ => return Err(usage.into()),
         }
     }
-    let program = if let Some(slots) = what.strip_prefix("gen:") {
+    // The runtime's options for the tier (Cranelift at tier 0's level),
+    // unless --opt says otherwise.
+    let (program, mut opts) = if let Some(slots) = what.strip_prefix("gen:") {
         let slots = slots.parse().map_err(|e| format!("{what}: {e}"))?;
         let insns = program_of_size(slots);
-        Arc::new(verify(insns, &VerifyOptions::default()).map_err(|e| e.to_string())?)
+        let program =
+            Arc::new(verify(insns, &VerifyOptions::default()).map_err(|e| e.to_string())?);
+        (program, tier_options(tier, checked))
     } else {
         let p = PROGRAMS
             .iter()
             .find(|p| p.name == what)
             .ok_or(format!("no benchmark program {what}"))?;
-        Subject::from_elf(p.bpf_object, None)
-            .map_err(|e| e.to_string())?
-            .program
+        let subject = Subject::from_elf(p.bpf_object, None).map_err(|e| e.to_string())?;
+        let opts = subject.options(tier, checked);
+        (subject.program, opts)
     };
+    if let Some(level) = opt_level {
+        opts.opt_level = level;
+    }
     let b = backend(tier).map_err(|e| e.to_string())?;
     let start = Instant::now();
     for _ in 0..count {

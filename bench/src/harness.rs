@@ -18,7 +18,7 @@ use bpfvm::engine::{Program as Verified, Trap};
 use bpfvm::maps::MapSet;
 use bpfvm::object::LoadedObject;
 use bpfvm::tier::{self, Tier};
-use bpfvm::{Config, Engine, TierPolicy};
+use bpfvm::{Config, Engine, TierPolicy, DEFAULT_CRANELIFT_OPT_LEVEL};
 
 /// Errors of the harness, as text.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -66,6 +66,20 @@ impl Executor {
     /// Whether checked and unchecked code differ (the interpreter always checks).
     pub fn has_unchecked_mode(self) -> bool {
         self != Executor::Tier(Tier::Interp)
+    }
+}
+
+/// The options the runtime compiles on `tier` with: Cranelift at tier 0's
+/// optimisation level, the other tiers at their defaults; the interpreter
+/// always checks memory.
+pub fn tier_options(tier: Tier, checked: bool) -> CompileOptions {
+    CompileOptions {
+        checked: checked || tier == Tier::Interp,
+        opt_level: match tier {
+            Tier::Cranelift => DEFAULT_CRANELIFT_OPT_LEVEL,
+            _ => CompileOptions::default().opt_level,
+        },
+        ..CompileOptions::default()
     }
 }
 
@@ -173,17 +187,20 @@ impl Subject {
             Executor::Tier(t) => t,
             Executor::Tiered => return self.tiered(checked),
         };
-        let opts = CompileOptions {
-            checked: checked || tier == Tier::Interp,
-            // Tiers that inline array-map lookups do, as in the runtime.
+        self.compile_with(tier, &self.options(tier, checked))
+    }
+
+    /// The options the runtime compiles this program with on `tier`:
+    /// [`tier_options`], with array-map lookups inlined where a tier can.
+    pub fn options(&self, tier: Tier, checked: bool) -> CompileOptions {
+        CompileOptions {
             array_maps: self
                 .object
                 .as_ref()
                 .map(|o| o.inlinable_array_maps())
                 .unwrap_or_default(),
-            ..CompileOptions::default()
-        };
-        self.compile_with(tier, &opts)
+            ..tier_options(tier, checked)
+        }
     }
 
     /// Compiles on `tier` with explicit options.

@@ -7,7 +7,7 @@
 pub mod harness;
 pub mod programs;
 
-pub use harness::{geomean, time_runs, Executor, Runner, Sampler, Subject, Timing};
+pub use harness::{geomean, tier_options, time_runs, Executor, Runner, Sampler, Subject, Timing};
 pub use programs::{native_compiler, program, program_by_object, BenchProgram, PROGRAMS};
 
 use bpfvm::engine::isa::Insn;

@@ -177,7 +177,9 @@ struct bpfvm_config {
     uint32_t compile_threads;
     /* LLVM optimisation level, 0 to 3. */
     uint32_t llvm_opt_level;
-    /* Cranelift optimisation level, 0 to 3. */
+    /* Cranelift optimisation level, 0 to 3 (default 1: full register
+     * allocation, no optimisation pass; 0 compiles fastest; 2 and 3 add
+     * Cranelift's optimiser). */
     uint32_t cranelift_opt_level;
     /* Non-zero: compile tier 1 on the calling thread when the threshold is
      * crossed (deterministic, for tests). */

@@ -46,7 +46,9 @@ pub struct bpfvm_config {
     pub compile_threads: u32,
     /// LLVM optimisation level, 0 to 3.
     pub llvm_opt_level: u32,
-    /// Cranelift optimisation level, 0 to 3.
+    /// Cranelift optimisation level, 0 to 3 (default 1: full register
+    /// allocation, no optimisation pass; 0 compiles fastest; 2 and 3 add
+    /// Cranelift's optimiser).
     pub cranelift_opt_level: u32,
     /// Non-zero: compile tier 1 on the calling thread when the threshold
     /// is crossed (deterministic, for tests).
@@ -84,7 +86,7 @@ impl Default for bpfvm_config {
             call_depth: bpfvm_engine::backend::DEFAULT_CALL_DEPTH as u32,
             compile_threads: 1,
             llvm_opt_level: 3,
-            cranelift_opt_level: 1,
+            cranelift_opt_level: runtime::DEFAULT_CRANELIFT_OPT_LEVEL as u32,
             synchronous_tier_up: 0,
             cross_check: 0,
             cross_check_reference: TIER_INTERP,

@@ -93,7 +93,9 @@ enum EmitWhat {
 
 #[derive(Args)]
 struct CodegenArgs {
-    /// Optimisation level (0 to 3).
+    /// Optimisation level (0 to 3). LLVM: O0 to O3. Cranelift: 0 compiles
+    /// fastest, 1 is tier 0's level in the runtime (no optimiser), 2 and 3
+    /// add Cranelift's optimiser.
     #[arg(long, value_name = "N", default_value_t = 3,
           value_parser = clap::value_parser!(u8).range(0..=3))]
     opt: u8,

@@ -15,11 +15,16 @@ use crate::host_regions::HostRegions;
 pub struct RunOptions {
     /// Compile with checked memory (the default).
     pub checked: bool,
+    /// The optimisation level (3 by default, as `CompileOptions`).
+    pub opt_level: u8,
 }
 
 impl Default for RunOptions {
     fn default() -> Self {
-        RunOptions { checked: true }
+        RunOptions {
+            checked: true,
+            opt_level: CompileOptions::default().opt_level,
+        }
     }
 }
 
@@ -92,6 +97,7 @@ pub fn execute_case(case: &TestCase, backend: &dyn Backend, opts: &RunOptions) -
         checked: opts.checked,
         budget: case.options.budget,
         call_depth: case.options.call_depth.unwrap_or(DEFAULT_CALL_DEPTH),
+        opt_level: opts.opt_level,
         ..CompileOptions::default()
     };
     let code = match backend.compile(&program, &compile_opts) {

@@ -128,7 +128,8 @@ fn tiers() -> Vec<Box<dyn Backend>> {
 fn compare(name: &str, (insns, mem): (Vec<Insn>, Vec<u8>)) {
     let tiers = tiers();
     let refs: Vec<&dyn Backend> = tiers.iter().map(|b| b.as_ref()).collect();
-    for opt_level in [0u8, 3] {
+    // 1: Cranelift's tier-0 level in the runtime (no optimiser).
+    for opt_level in [0u8, 1, 3] {
         let opts = CompileOptions {
             opt_level,
             ..CompileOptions::default()

@@ -123,9 +123,27 @@ fn main() {
         .collect();
 
     for tier in Tier::available() {
-        let mut modes = vec![(tier.name().to_string(), RunOptions { checked: true })];
+        let checked = RunOptions::default();
+        let mut modes = vec![(tier.name().to_string(), checked)];
         if tier.has_unchecked_mode() {
-            modes.push((format!("{tier}::unchecked"), RunOptions { checked: false }));
+            let unchecked = RunOptions {
+                checked: false,
+                ..checked
+            };
+            modes.push((format!("{tier}::unchecked"), unchecked));
+        }
+        if tier == Tier::Cranelift {
+            // Its other levels: the cheapest checks at 0, tier 0's level
+            // in the runtime at 1 (the default, 3, is Cranelift's `speed`).
+            for opt_level in [0, 1] {
+                modes.push((
+                    format!("{tier}::o{opt_level}"),
+                    RunOptions {
+                        opt_level,
+                        ..checked
+                    },
+                ));
+            }
         }
         for (prefix, opts) in &modes {
             for (suite, cases) in &suites {

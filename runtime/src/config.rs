@@ -92,6 +92,10 @@ pub struct Config {
     pub(crate) max_compile_failures: u32,
 }
 
+/// Tier 0's optimisation level unless [`Config::cranelift_opt_level`]
+/// sets another: full register allocation, no optimisation pass.
+pub const DEFAULT_CRANELIFT_OPT_LEVEL: u8 = 1;
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -102,7 +106,7 @@ impl Default for Config {
             call_depth: DEFAULT_CALL_DEPTH,
             compile_threads: 1,
             llvm_opt_level: 3,
-            cranelift_opt_level: 1,
+            cranelift_opt_level: DEFAULT_CRANELIFT_OPT_LEVEL,
             synchronous_tier_up: false,
             helpers: Helpers::new(),
             regions: Vec::new(),
@@ -181,8 +185,12 @@ impl Config {
         self
     }
 
-    /// Cranelift optimisation level: 0 (fastest compile) or 1 and above
-    /// (Cranelift's `speed`).
+    /// Cranelift optimisation level ([`DEFAULT_CRANELIFT_OPT_LEVEL`] unless
+    /// set): 0 compiles fastest (single-pass register allocation, the
+    /// cheapest memory checks); 1 allocates registers fully but runs no
+    /// optimisation pass; 2 and 3 add Cranelift's optimiser (`speed`),
+    /// which costs about a fifth more compile time and made the benchmark
+    /// programs no faster.
     pub fn cranelift_opt_level(&mut self, level: u8) -> &mut Self {
         self.cranelift_opt_level = level.min(3);
         self

@@ -29,7 +29,7 @@ pub mod tier;
 pub mod vm;
 
 pub use bpfvm_engine as engine;
-pub use config::{Config, CrossCheck, TierPolicy};
+pub use config::{Config, CrossCheck, TierPolicy, DEFAULT_CRANELIFT_OPT_LEVEL};
 pub use crosscheck::MismatchReport;
 pub use program::{Program, Stats, TierCounts};
 pub use tier::Tier;

@@ -128,20 +128,28 @@ fn fail(message: impl std::fmt::Display) -> CompileError {
     }
 }
 
-/// The host ISA, built once per optimisation setting.
-fn isa(optimize: bool) -> Result<OwnedTargetIsa, CompileError> {
-    static ISAS: OnceLock<Result<[OwnedTargetIsa; 2], String>> = OnceLock::new();
+/// The host ISA for optimisation level `level` (0 to 3), built once per
+/// setting:
+///
+/// - 0: no optimisation, the single-pass register allocator, and the
+///   cheapest form of each memory check (see `Translator::checked_addr`):
+///   the least compile work;
+/// - 1: no optimisation, the backtracking register allocator: tier 0's
+///   level in the runtime. Cranelift's mid-end (e-graph rewrites, GVN,
+///   LICM) costs about a fifth of a compile and made the benchmark
+///   programs run no faster (BENCHMARKS.md, session 10): the translator
+///   already folds what matters (frame offsets, constant bounds);
+/// - 2 and 3: Cranelift's `speed`, the mid-end included.
+fn isa(level: u8) -> Result<OwnedTargetIsa, CompileError> {
+    static ISAS: OnceLock<Result<[OwnedTargetIsa; 3], String>> = OnceLock::new();
     let isas = ISAS.get_or_init(|| {
-        let make = |opt: &str| -> Result<OwnedTargetIsa, String> {
+        let make = |opt: &str, regalloc: &str| -> Result<OwnedTargetIsa, String> {
             let mut flags = settings::builder();
             let set = |f: &mut settings::Builder, k: &str, v: &str| {
                 f.set(k, v).map_err(|e| format!("setting {k}={v}: {e}"))
             };
             set(&mut flags, "opt_level", opt)?;
-            if opt == "none" {
-                // Tier 0's fast path: the single-pass register allocator.
-                set(&mut flags, "regalloc_algorithm", "single_pass")?;
-            }
+            set(&mut flags, "regalloc_algorithm", regalloc)?;
             set(&mut flags, "use_colocated_libcalls", "false")?;
             set(&mut flags, "is_pic", "false")?;
             // Block start offsets, to place loop headers (`block_offset`).
@@ -158,10 +166,14 @@ fn isa(optimize: bool) -> Result<OwnedTargetIsa, CompileError> {
                 .finish(settings::Flags::new(flags))
                 .map_err(|e| format!("building the host ISA: {e}"))
         };
-        Ok([make("none")?, make("speed")?])
+        Ok([
+            make("none", "single_pass")?,
+            make("none", "backtracking")?,
+            make("speed", "backtracking")?,
+        ])
     });
     match isas {
-        Ok(pair) => Ok(pair[optimize as usize].clone()),
+        Ok(all) => Ok(all[usize::from(level.min(2))].clone()),
         Err(e) => Err(fail(e)),
     }
 }
@@ -192,7 +204,7 @@ fn build(
     text: Option<&mut ClifText>,
 ) -> Result<(CodeMemory, Entry), CompileError> {
     let compiled = compile_functions(program, opts, text)?;
-    let align = isa(opts.opt_level > 0)?.function_alignment().preferred as usize;
+    let align = isa(opts.opt_level)?.function_alignment().preferred as usize;
     let (memory, addrs) = CodeMemory::place(&compiled, align).map_err(fail)?;
     let entry_addr = compiled
         .iter()
@@ -235,7 +247,7 @@ fn compile_with(
     mut text: Option<&mut ClifText>,
     scratch: &mut Scratch,
 ) -> Result<Vec<FunctionCode>, CompileError> {
-    let isa = isa(opts.opt_level > 0)?;
+    let isa = isa(opts.opt_level)?;
     let isa = isa.as_ref();
     // (signature, (ctx, data, r1..r5), (ctx, addr, size, write, frame_lo))
     let internal = signature(isa, 7);
@@ -247,8 +259,11 @@ fn compile_with(
     };
     let mut compiled = Vec::with_capacity(program.functions().len());
     for f in program.functions() {
-        ctx.func =
-            Function::with_name_signature(UserFuncName::user(0, f.start as u32), internal.clone());
+        // Cleared, not replaced: the function keeps its tables' capacity
+        // from the last compile.
+        ctx.func.clear();
+        ctx.func.name = UserFuncName::user(0, f.start as u32);
+        ctx.func.signature = internal.clone();
         let mut callees = Vec::new();
         let header;
         {

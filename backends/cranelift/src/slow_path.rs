@@ -66,7 +66,7 @@ pub(crate) fn trampoline() -> Result<usize, CompileError> {
 }
 
 fn build() -> Result<usize, String> {
-    let isa = isa(true).map_err(|e| e.to_string())?;
+    let isa = isa(3).map_err(|e| e.to_string())?;
     let isa: &dyn TargetIsa = isa.as_ref();
     let mut fctx = FunctionBuilderContext::new();
     let mut ctx = Context::for_function(trampoline_function(isa, &mut fctx));

@@ -733,9 +733,9 @@ impl<'a, 'b> Translator<'a, 'b> {
     /// `(addr, 0)` after a check that branches to a trap unless
     /// `[addr, addr + size)` is allowed. The region the base most likely
     /// points into (the frame for r10 or a register set from it, else the
-    /// input) is checked inline; the rest is one cold block: at `speed` the
-    /// other of the two and the extra region the last out-of-line check
-    /// allowed, tested together, then the check trampoline of
+    /// input) is checked inline; the rest is one cold block: at levels 1
+    /// to 3 the other of the two and the extra region the last out-of-line
+    /// check allowed, tested together, then the check trampoline of
     /// [`crate::slow_path`]; at O0 the trampoline alone.
     fn checked_addr(
         &mut self,

@@ -45,7 +45,14 @@ fn suite(dir: &Path, backend: &dyn Backend, checked: bool) -> (usize, Vec<String
             continue;
         }
         ran += 1;
-        if let Err(e) = run_case(&case, backend, &RunOptions { checked }) {
+        if let Err(e) = run_case(
+            &case,
+            backend,
+            &RunOptions {
+                checked,
+                ..RunOptions::default()
+            },
+        ) {
             failures.push(e);
         }
     }
