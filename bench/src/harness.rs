@@ -18,7 +18,7 @@ use bpfvm::engine::{Program as Verified, Trap};
 use bpfvm::maps::MapSet;
 use bpfvm::object::LoadedObject;
 use bpfvm::tier::{self, Tier};
-use bpfvm::{Config, Engine, TierPolicy, DEFAULT_CRANELIFT_OPT_LEVEL};
+use bpfvm::{Config, Engine, TierPolicy};
 
 /// Errors of the harness, as text.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -69,16 +69,13 @@ impl Executor {
     }
 }
 
-/// The options the runtime compiles on `tier` with: Cranelift at tier 0's
-/// optimisation level, the other tiers at their defaults; the interpreter
-/// always checks memory.
+/// The options the runtime compiles on `tier` with: the default
+/// configuration's level for the tier (Cranelift at tier 0's); the
+/// interpreter always checks memory.
 pub fn tier_options(tier: Tier, checked: bool) -> CompileOptions {
     CompileOptions {
         checked: checked || tier == Tier::Interp,
-        opt_level: match tier {
-            Tier::Cranelift => DEFAULT_CRANELIFT_OPT_LEVEL,
-            _ => CompileOptions::default().opt_level,
-        },
+        opt_level: Config::default().opt_level(tier),
         ..CompileOptions::default()
     }
 }

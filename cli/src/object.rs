@@ -386,8 +386,8 @@ pub fn compile(
 }
 
 /// Program `prog` (or the only one) of the ELF object in `bytes`, verified
-/// with its maps and global data resolved, and `opts` with the array maps
-/// whose lookups a tier inlines: what `run` compiles, for `emit`.
+/// with its maps and global data resolved, and the options `run` compiles
+/// it with ([`LoadedObject::codegen_inputs`]), for `emit`.
 pub fn codegen_program(
     bytes: &[u8],
     prog: Option<&str>,
@@ -395,12 +395,7 @@ pub fn codegen_program(
 ) -> Result<(bpfvm::engine::Program, CompileOptions), CliError> {
     let obj = LoadedObject::load(bytes)?;
     let name = program_name(&obj, prog)?;
-    let program = obj.verify_program(&name)?;
-    let opts = CompileOptions {
-        array_maps: obj.inlinable_array_maps(),
-        ..opts.clone()
-    };
-    Ok((program, opts))
+    Ok(obj.codegen_inputs(&name, opts)?)
 }
 
 /// Runs on the runtime's tiered engine: tier 0 first, promoted to tier 1

@@ -196,6 +196,16 @@ impl Config {
         self
     }
 
+    /// The optimisation level this configuration compiles `tier` at (the
+    /// interpreter has none: 0).
+    pub fn opt_level(&self, tier: Tier) -> u8 {
+        match tier {
+            Tier::Llvm | Tier::Aot => self.llvm_opt_level,
+            Tier::Cranelift => self.cranelift_opt_level,
+            Tier::Interp => 0,
+        }
+    }
+
     /// Compile tier 1 on the calling thread when the threshold is crossed
     /// (deterministic, for tests) instead of in the background.
     pub fn synchronous_tier_up(&mut self, on: bool) -> &mut Self {

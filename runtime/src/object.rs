@@ -447,6 +447,22 @@ impl LoadedObject {
         h
     }
 
+    /// Program `name` verified as [`LoadedObject::verify_program`] does,
+    /// and `opts` with the array maps whose lookups a tier inlines: what
+    /// [`LoadedObject::prepare`] compiles (and `bpfvm emit` prints).
+    pub fn codegen_inputs(
+        &self,
+        name: &str,
+        opts: &CompileOptions,
+    ) -> Result<(Program, CompileOptions), ObjectError> {
+        let program = self.verify_program(name)?;
+        let opts = CompileOptions {
+            array_maps: self.inlinable_array_maps(),
+            ..opts.clone()
+        };
+        Ok((program, opts))
+    }
+
     /// Verifies and compiles program `name` on `tier`, ready to run.
     pub fn prepare(
         &self,
@@ -454,12 +470,8 @@ impl LoadedObject {
         tier: Tier,
         opts: &CompileOptions,
     ) -> Result<PreparedProgram, ObjectError> {
-        let program = Arc::new(self.verify_program(name)?);
-        let opts = CompileOptions {
-            array_maps: self.inlinable_array_maps(),
-            ..opts.clone()
-        };
-        let code = tier::backend(tier)?.compile(&program, &opts)?;
+        let (program, opts) = self.codegen_inputs(name, opts)?;
+        let code = tier::backend(tier)?.compile(&Arc::new(program), &opts)?;
         let table = self.helpers_for(tier, &opts)?.table();
         Ok(PreparedProgram {
             code,

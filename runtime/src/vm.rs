@@ -190,11 +190,7 @@ impl Engine {
                 (None, false) => None,
             },
             call_depth: c.call_depth,
-            opt_level: match tier {
-                Tier::Llvm | Tier::Aot => c.llvm_opt_level,
-                Tier::Cranelift => c.cranelift_opt_level,
-                Tier::Interp => 0,
-            },
+            opt_level: c.opt_level(tier),
             array_maps: c.array_maps.clone(),
         }
     }

@@ -413,6 +413,14 @@ impl<'a, 'b> Translator<'a, 'b> {
         }
     }
 
+    /// Whether `[r + off, r + off + size)` is in the current frame, as far
+    /// as the current block shows (`r` is r10 or was set from it).
+    fn known_in_frame(&self, r: u8, off: i16, size: MemSize) -> bool {
+        self.stack_offset(r)
+            .and_then(|k| i16::try_from(k.checked_add(off as i64)?).ok())
+            .is_some_and(|o| statically_in_frame(10, o, size))
+    }
+
     fn operand(&mut self, width: Width, src: Operand) -> Value {
         match src {
             Operand::Reg(r) => {
@@ -746,11 +754,7 @@ impl<'a, 'b> Translator<'a, 'b> {
         write: bool,
     ) -> (Value, i32) {
         let b = self.get(base);
-        let frame_off = self
-            .stack_offset(base)
-            .and_then(|k| i16::try_from(k.checked_add(off as i64)?).ok());
-        let in_frame = frame_off.is_some_and(|o| statically_in_frame(10, o, size));
-        if !self.opts.checked || in_frame {
+        if !self.opts.checked || self.known_in_frame(base, off, size) {
             // Nothing to check: the offset goes into the access itself.
             return (b, off as i32);
         }
@@ -926,8 +930,7 @@ impl<'a, 'b> Translator<'a, 'b> {
     /// test and no helper path. r1 to r5 are unchanged either way.
     fn inline_array_lookup(&mut self, pc: usize, map: ArrayMapLayout) {
         let key_addr = self.get(2);
-        let frame = -(STACK_FRAME_SIZE as i64)..=-4;
-        if self.stack_offset(2).is_some_and(|k| frame.contains(&k)) {
+        if self.known_in_frame(2, 0, MemSize::W) {
             let r0 = self.array_value(key_addr, map);
             self.set(0, r0);
             return;
