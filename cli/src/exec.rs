@@ -52,6 +52,8 @@ pub fn run(program: Program, config: &RunConfig, mem: &mut [u8]) -> Result<Outco
         checked: config.checked,
         budget: config.budget,
         call_depth: config.call_depth,
+        // The level the runtime compiles the tier at.
+        opt_level: bpfvm::Config::default().opt_level(config.tier),
         ..CompileOptions::default()
     };
     let code = backend.compile(&Arc::new(program), &opts)?;

@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bpfvm::engine::backend::{Backend, CompileOptions};
+use bpfvm::engine::backend::{Backend, CompileError, CompileOptions, CompiledCode};
+use bpfvm::engine::program::Program;
 use bpfvm::tier::{backend, Tier};
 use bpfvm_conformance::fuzz::{case_for_seed, seed_as_data_file, Checker, Divergence};
 use bpfvm_conformance::generate::GenOptions;
@@ -33,7 +34,9 @@ pub struct FuzzConfig {
     /// Generate accesses to host regions too ([`GenOptions::host_regions`]).
     pub host_regions: bool,
     pub budget: Option<u64>,
-    pub opt_level: u8,
+    /// Every tier at this optimisation level; `None`: each at the level the
+    /// runtime compiles it at ([`opt_level`]).
+    pub opt_level: Option<u8>,
     /// A seed still compiling or running after this long stops the
     /// campaign and is reported: an optimiser that does not finish is a
     /// finding, not a reason to wait forever.
@@ -174,7 +177,10 @@ pub fn run(config: &FuzzConfig) -> Result<FuzzReport, CliError> {
     let mut backends: Vec<Box<dyn Backend>> = vec![backend(Tier::Interp)?];
     for &t in &config.tiers {
         if t != Tier::Interp {
-            backends.push(backend(t)?);
+            backends.push(Box::new(AtLevel {
+                inner: backend(t)?,
+                level: opt_level(config, t),
+            }));
         }
     }
     if backends.len() < 2 {
@@ -185,7 +191,40 @@ pub fn run(config: &FuzzConfig) -> Result<FuzzReport, CliError> {
     run_backends(backends, config)
 }
 
-/// [`run`] on given backends (the interpreter first).
+/// The level a campaign compiles `tier` at: `--opt`, else the runtime's.
+pub fn opt_level(config: &FuzzConfig, tier: Tier) -> u8 {
+    config
+        .opt_level
+        .unwrap_or_else(|| bpfvm::Config::default().opt_level(tier))
+}
+
+/// A tier that compiles at its own optimisation level whatever the options
+/// say, so that one campaign runs each tier at its level.
+struct AtLevel {
+    inner: Box<dyn Backend>,
+    level: u8,
+}
+
+impl Backend for AtLevel {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+
+    fn compile(
+        &self,
+        program: &Arc<Program>,
+        opts: &CompileOptions,
+    ) -> Result<Box<dyn CompiledCode>, CompileError> {
+        let opts = CompileOptions {
+            opt_level: self.level,
+            ..opts.clone()
+        };
+        self.inner.compile(program, &opts)
+    }
+}
+
+/// [`run`] on given backends (the interpreter first), at `--opt` if set,
+/// else at [`CompileOptions`]'s default level unless they choose their own.
 ///
 /// The workers are detached threads: when a seed stalls, the campaign
 /// returns without waiting for it (a compile inside LLVM cannot be
@@ -201,7 +240,9 @@ pub fn run_backends(
     let opts = CompileOptions {
         checked: config.checked,
         budget: config.budget,
-        opt_level: config.opt_level,
+        opt_level: config
+            .opt_level
+            .unwrap_or(CompileOptions::default().opt_level),
         ..CompileOptions::default()
     };
     let bar = if config.progress {
@@ -408,7 +449,7 @@ mod tests {
             checked: true,
             host_regions: true,
             budget: Some(100_000),
-            opt_level: 1,
+            opt_level: Some(1),
             stall: Duration::from_secs(600),
             progress: false,
         };
@@ -529,10 +570,42 @@ mod tests {
             checked: true,
             host_regions: false,
             budget: Some(100_000),
-            opt_level: 1,
+            opt_level: Some(1),
             stall,
             progress: false,
         }
+    }
+
+    #[test]
+    fn each_tier_compiles_at_its_level_unless_opt_is_given() {
+        let mut c = config(1, 1, Duration::from_secs(1), None);
+        c.opt_level = None;
+        assert_eq!(
+            opt_level(&c, Tier::Cranelift),
+            bpfvm::DEFAULT_CRANELIFT_OPT_LEVEL
+        );
+        assert_eq!(opt_level(&c, Tier::Llvm), 3);
+        c.opt_level = Some(0);
+        assert_eq!(opt_level(&c, Tier::Llvm), 0);
+        // The wrapper's level wins over the campaign's options.
+        let tier = AtLevel {
+            inner: Box::new(Interpreter),
+            level: 2,
+        };
+        let program = Arc::new(
+            bpfvm::engine::verifier::verify(
+                bpfvm::engine::isa::decode_program(&[0x95, 0, 0, 0, 0, 0, 0, 0]).unwrap(),
+                &Default::default(),
+            )
+            .unwrap(),
+        );
+        let opts = CompileOptions {
+            opt_level: 3,
+            ..CompileOptions::default()
+        };
+        let code = tier.compile(&program, &opts).unwrap();
+        assert_eq!(code.options().opt_level, 2);
+        assert_eq!(tier.name(), "interp");
     }
 
     #[test]

@@ -93,12 +93,13 @@ enum EmitWhat {
 
 #[derive(Args)]
 struct CodegenArgs {
-    /// Optimisation level (0 to 3). LLVM: O0 to O3. Cranelift: 0 compiles
-    /// fastest, 1 is tier 0's level in the runtime (no optimiser), 2 and 3
-    /// add Cranelift's optimiser.
-    #[arg(long, value_name = "N", default_value_t = 3,
+    /// Optimisation level (0 to 3) [default: the runtime's level for the
+    /// tier: 1 for Cranelift, 3 for LLVM]. LLVM: O0 to O3. Cranelift: 0
+    /// compiles fastest, 1 is tier 0's level (no optimiser), 2 and 3 add
+    /// Cranelift's optimiser.
+    #[arg(long, value_name = "N",
           value_parser = clap::value_parser!(u8).range(0..=3))]
-    opt: u8,
+    opt: Option<u8>,
     /// Generate code without memory checks.
     #[arg(long)]
     unchecked: bool,
@@ -182,9 +183,11 @@ struct FuzzArgs {
     /// Instruction budget per run (compares the instructions counted too).
     #[arg(long, value_name = "N", default_value_t = 1_000_000)]
     budget: u64,
-    /// Optimisation level of the tiers under test.
-    #[arg(long, value_name = "N", default_value_t = 3)]
-    opt: u8,
+    /// Optimisation level (0 to 3) of every tier under test [default: each
+    /// tier at the runtime's level for it: 1 for Cranelift, 3 for LLVM].
+    #[arg(long, value_name = "N",
+          value_parser = clap::value_parser!(u8).range(0..=3))]
+    opt: Option<u8>,
     /// Stop and report a seed whose compile or run has not finished after
     /// this long (minimising a divergence counts as progress); with --save
     /// its program is written as DIR/fuzz-stall-seed-<seed>.bin.
@@ -639,9 +642,10 @@ fn run(args: RunArgs) -> Result<u8> {
     }
 }
 
-/// Code generation settings: the command line's, else those of a `.data`
-/// file's `-- options` (as `run` does), else the defaults.
-fn codegen_options(c: &CodegenArgs, file: &CaseOptions) -> CompileOptions {
+/// Code generation settings for `tier`: the command line's, else those of
+/// a `.data` file's `-- options` (as `run` does), else the defaults (the
+/// optimisation level the runtime compiles `tier` at).
+fn codegen_options(c: &CodegenArgs, file: &CaseOptions, tier: Tier) -> CompileOptions {
     CompileOptions {
         checked: !c.unchecked,
         budget: c.budget.or(file.budget),
@@ -650,23 +654,29 @@ fn codegen_options(c: &CodegenArgs, file: &CaseOptions) -> CompileOptions {
             .map(|n| n as usize)
             .or(file.call_depth)
             .unwrap_or(DEFAULT_CALL_DEPTH),
-        opt_level: c.opt,
+        opt_level: c
+            .opt
+            .unwrap_or_else(|| bpfvm::Config::default().opt_level(tier)),
         ..CompileOptions::default()
     }
 }
 
 fn emit(args: EmitArgs) -> Result<u8> {
     let bytes = read_input(&args.input.file)?;
+    let tier = match args.what {
+        EmitWhat::Clif => Tier::Cranelift,
+        EmitWhat::Llvm | EmitWhat::Asm | EmitWhat::Ptx => Tier::Llvm,
+    };
     let (program, opts) =
         if args.input.format.unwrap_or_else(|| input::detect(&bytes)) == Format::Elf {
             // A program of an ELF object with its maps and global data
             // resolved, compiled as `run` compiles it.
-            let opts = codegen_options(&args.codegen, &CaseOptions::default());
+            let opts = codegen_options(&args.codegen, &CaseOptions::default(), tier);
             bpfvm_cli::object::codegen_program(&bytes, args.input.prog.as_deref(), &opts)?
         } else {
             let loaded = input::load(&bytes, args.input.format, args.input.prog.as_deref())
                 .map_err(CliError::from)?;
-            let opts = codegen_options(&args.codegen, &loaded.options);
+            let opts = codegen_options(&args.codegen, &loaded.options, tier);
             (exec::verify(loaded.insns)?, opts)
         };
     let text = match args.what {
@@ -696,12 +706,12 @@ fn compile(args: CompileArgs) -> Result<u8> {
     let object = if args.input.format.unwrap_or_else(|| input::detect(&bytes)) == Format::Elf {
         // A program of an ELF object: its maps and global data through the
         // lddw hooks (`bpfvm run OUT.o --object FILE.o` binds them).
-        let opts = codegen_options(&args.codegen, &CaseOptions::default());
+        let opts = codegen_options(&args.codegen, &CaseOptions::default(), Tier::Aot);
         bpfvm_cli::object::compile(&bytes, args.input.prog.as_deref(), &opts, &target)?
     } else {
         let loaded = input::load(&bytes, args.input.format, args.input.prog.as_deref())
             .map_err(CliError::from)?;
-        let opts = codegen_options(&args.codegen, &loaded.options);
+        let opts = codegen_options(&args.codegen, &loaded.options, Tier::Aot);
         let program = exec::verify(loaded.insns)?;
         emit::compile_object(&program, &opts, &target).map_err(emit_error)?
     };
@@ -752,7 +762,11 @@ fn fuzz(args: FuzzArgs) -> Result<u8> {
             "tiers": tiers,
             "checked": !args.unchecked,
             "host_regions": args.host_regions,
-            "opt_level": args.opt,
+            "opt_levels": args
+                .tiers
+                .iter()
+                .map(|&t| (t.name().to_string(), json!(bpfvm_cli::fuzz::opt_level(&config, t))))
+                .collect::<serde_json::Map<_, _>>(),
             "seconds": report.elapsed.as_secs_f64(),
             "divergences": report.divergences.iter().map(|d| json!({
                 "seed": d.seed, "tier": d.tier, "difference": d.difference
@@ -768,7 +782,11 @@ fn fuzz(args: FuzzArgs) -> Result<u8> {
             report.programs,
             report.first_seed,
             report.first_seed + report.programs,
-            tiers.join(", "),
+            args.tiers
+                .iter()
+                .map(|&t| format!("{} O{}", t.name(), bpfvm_cli::fuzz::opt_level(&config, t)))
+                .collect::<Vec<_>>()
+                .join(", "),
             report.divergences.len(),
             report.elapsed.as_secs_f64()
         ))?;
@@ -778,12 +796,12 @@ fn fuzz(args: FuzzArgs) -> Result<u8> {
         if let Some(s) = &report.stalled {
             print(&format!(
                 "seed {} made no progress for {:.1} s (stopped there); reproduce with \
-                 `bpfvm fuzz --seed {} --count 1 --tiers {} --opt {} --budget {}{}`\n",
+                 `bpfvm fuzz --seed {} --count 1 --tiers {}{} --budget {}{}`\n",
                 s.seed,
                 s.after.as_secs_f64(),
                 s.seed,
                 tiers.join(","),
-                args.opt,
+                args.opt.map(|n| format!(" --opt {n}")).unwrap_or_default(),
                 args.budget,
                 if args.unchecked { " --unchecked" } else { "" },
             ))?;

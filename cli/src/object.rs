@@ -346,7 +346,12 @@ fn run_fixed(
     mem: &[u8],
     repeat: u64,
 ) -> Result<Runs, CliError> {
-    let prepared = obj.prepare(name, tier, copts)?;
+    // At the level the runtime compiles the tier at, as `run` on bytecode.
+    let copts = CompileOptions {
+        opt_level: bpfvm::Config::default().opt_level(tier),
+        ..copts.clone()
+    };
+    let prepared = obj.prepare(name, tier, &copts)?;
     let (result, last) = repeat_runs(mem, repeat, |m| prepared.run(m));
     Ok(Runs {
         result,

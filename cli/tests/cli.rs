@@ -354,11 +354,19 @@ fn emit_prints_each_form() {
     let o = bpfvm(&["emit", "clif", example]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let text = stdout(&o);
+    // At tier 0's level unless --opt says otherwise.
     assert!(
-        text.contains(";; Cranelift IR before optimisation")
-            && text.contains(";; after optimisation")
+        text.contains(";; Cranelift IR at level 1, before optimisation")
+            && text.contains(";; after optimisation"),
+        "{text}"
     );
     assert!(text.contains("function u0:0("), "{text}");
+    let o = bpfvm(&["emit", "clif", example, "--opt", "3"]);
+    assert!(
+        stdout(&o).contains(";; Cranelift IR at level 3, before"),
+        "{}",
+        stderr(&o)
+    );
     if !bpfvm::Tier::Llvm.is_available() {
         let o = bpfvm(&["emit", "llvm", example]);
         assert_fails(&o, 2, "llvm support not compiled in");

@@ -47,8 +47,8 @@ pub fn emit_text(
 fn clif(program: &Program, opts: &CompileOptions) -> Result<String, EmitError> {
     let t = bpfvm_cranelift::clif_text(program, opts)?;
     Ok(format!(
-        ";; Cranelift IR before optimisation\n{}\n;; after optimisation\n{}\n;; machine code after register allocation\n{}",
-        t.before, t.after, t.machine
+        ";; Cranelift IR at level {}, before optimisation\n{}\n;; after optimisation\n{}\n;; machine code after register allocation\n{}",
+        opts.opt_level, t.before, t.after, t.machine
     ))
 }
 
