@@ -30,12 +30,16 @@ pub struct CompileOptions {
     /// known at compile time to hold one of these handles (an `lddw` of the
     /// map earlier in the same basic block) may compute the value address
     /// itself instead of calling the helper. Whoever compiles sets this only
-    /// when helper 1 is the runtime's `map_lookup_elem` over these maps.
+    /// when helper 1 is the runtime's `map_lookup_elem` over these maps and
+    /// every run has their values as regions ([`ArrayMapLayout`]).
     pub array_maps: Vec<ArrayMapLayout>,
 }
 
 /// Where an array map keeps its values: `value i` (for `i < max_entries`)
 /// is at `values + i * stride`; the key is a 4-byte little-endian index.
+/// The `max_entries * stride` bytes at `values` are a region of every run
+/// of code compiled with the layout (writable when `writable`): a tier may
+/// leave accesses it can prove to be inside them unchecked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ArrayMapLayout {
     /// The value `lddw` of the map loads (what helpers take as the map).
@@ -44,6 +48,8 @@ pub struct ArrayMapLayout {
     pub values: u64,
     pub stride: u64,
     pub max_entries: u32,
+    /// Whether programs may write the values (not `BPF_F_RDONLY_PROG`).
+    pub writable: bool,
 }
 
 impl Default for CompileOptions {

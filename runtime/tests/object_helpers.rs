@@ -69,6 +69,11 @@ fn host_addr_free(t: Trap) -> Trap {
             size,
             write,
         },
+        Trap::MisalignedAtomic { pc, addr, size } if addr > 0xffff => Trap::MisalignedAtomic {
+            pc,
+            addr: addr & 7,
+            size,
+        },
         t => t,
     }
 }
@@ -570,4 +575,165 @@ fn remembered_region_allows_no_more_than_the_regions() {
         assert_eq!(run("below_start"), trap(3, 1, false), "{tier}");
         assert_eq!(&host[40..56], b"read-only region", "{tier}");
     }
+}
+
+/// Runs `name` of a fresh object on the interpreter, on Cranelift at
+/// levels 0, 1 and 3 and on LLVM: all must agree (host trap addresses
+/// zeroed).
+fn each_level(make: &impl Fn() -> LoadedObject, name: &str, mem: &[u8]) -> Result<u64, Trap> {
+    let expected = run_on(
+        &make(),
+        name,
+        Tier::Interp,
+        &CompileOptions::default(),
+        &mut mem.to_vec(),
+    )
+    .map_err(host_addr_free);
+    for tier in tiers() {
+        let levels: &[u8] = match tier {
+            Tier::Interp => &[],
+            Tier::Cranelift => &[0, 1, 3],
+            _ => &[3],
+        };
+        for &opt_level in levels {
+            let opts = CompileOptions {
+                opt_level,
+                ..CompileOptions::default()
+            };
+            let got = run_on(&make(), name, tier, &opts, &mut mem.to_vec()).map_err(host_addr_free);
+            assert_eq!(
+                got, expected,
+                "{name} (input {mem:?}): {tier} at level {opt_level}"
+            );
+        }
+    }
+    expected
+}
+
+/// Accesses through a lookup's result and through global-data addresses
+/// (which tier 0 leaves unchecked when it can prove them inside an
+/// array map's values): the edges of a value, of the map's values, a
+/// result that may be 0, read-only maps, pointer arithmetic, atomics, and
+/// a register whose value differs between two paths into a block.
+#[test]
+fn accesses_through_lookup_results_and_global_addresses() {
+    let make = || {
+        let rw = map("a", MapKind::Array, 4, 8, 4);
+        let mut ro = map("ro", MapKind::Array, 4, 12, 2);
+        ro.flags = BPF_F_RDONLY_PROG;
+        ro.data = Some(vec![9; 12]);
+        let lookup = |m: u32, key: i32, body: &str| {
+            format!(
+                "mov %r6, %r2\nstw [%r10-4], {key}\nlddw %r1, map_fd {m}\nmov %r2, %r10\nadd %r2, -4\ncall 1\n{body}"
+            )
+        };
+        let cases = [
+            ("no_test_miss", lookup(0, 9, "ldxdw %r0, [%r0]\nexit")),
+            ("no_test_hit", lookup(0, 1, "ldxdw %r0, [%r0]\nexit")),
+            ("no_test_miss_plus_8", lookup(0, 9, "add %r0, 8\nldxdw %r0, [%r0]\nexit")),
+            ("no_test_hit_plus_8", lookup(0, 1, "add %r0, 8\nldxdw %r0, [%r0]\nexit")),
+            ("next_value", lookup(0, 2, "jeq %r0, 0, +1\nldxdw %r0, [%r0+8]\nexit")),
+            ("past_the_values", lookup(0, 3, "jeq %r0, 0, +1\nldxdw %r0, [%r0+8]\nexit")),
+            ("before_the_values", lookup(0, 0, "jeq %r0, 0, +1\nldxdw %r0, [%r0-8]\nexit")),
+            ("inside_after_add", lookup(0, 3, "jeq %r0, 0, +2\nadd %r0, 4\nldxw %r0, [%r0]\nexit")),
+            ("across_after_add", lookup(0, 3, "jeq %r0, 0, +2\nadd %r0, 6\nldxw %r0, [%r0]\nexit")),
+            ("store_and_load", lookup(0, 3, "jeq %r0, 0, +3\nstdw [%r0], 77\nmov %r7, %r0\nldxdw %r0, [%r7]\nexit")),
+            ("read_only_store", lookup(1, 1, "jeq %r0, 0, +1\nstdw [%r0], 1\nexit")),
+            ("read_only_padding", lookup(1, 1, "jeq %r0, 0, +1\nldxw %r0, [%r0+12]\nexit")),
+            ("read_only_load", lookup(1, 0, "jeq %r0, 0, +1\nldxw %r0, [%r0+8]\nexit")),
+            ("atomic", lookup(0, 1, "jeq %r0, 0, +3\nmov %r1, 5\nlock fetch add [%r0], %r1\nmov %r0, %r1\nexit")),
+            ("atomic_misaligned", lookup(0, 1, "jeq %r0, 0, +2\nmov %r1, 5\nlock add [%r0+4], %r1\nexit")),
+            ("atomic_read_only", lookup(1, 1, "jeq %r0, 0, +2\nmov %r1, 5\nlock add32 [%r0], %r1\nexit")),
+            // r7 is the value on the fall-through path only.
+            ("merge", lookup(0, 1, "jeq %r0, 0, +4\nmov %r7, 16\njne %r6, 0, +1\nmov %r7, %r0\nldxdw %r0, [%r7]\nexit")),
+            ("global", "lddw %r1, map_value 0 0\nldxdw %r0, [%r1+24]\nexit".into()),
+            ("global_after_add", "lddw %r1, map_value 0 0\nadd %r1, 16\nldxdw %r0, [%r1+8]\nexit".into()),
+            ("global_past", "lddw %r1, map_value 0 0\nldxdw %r0, [%r1+25]\nexit".into()),
+            ("global_before", "lddw %r1, map_value 0 0\nldxb %r0, [%r1-1]\nexit".into()),
+            ("global_read_only_load", "lddw %r1, map_value 1 0\nldxw %r0, [%r1+16]\nexit".into()),
+            ("global_read_only_store", "lddw %r1, map_value 1 0\nstw [%r1+16], 1\nexit".into()),
+            ("map_handle", "lddw %r1, map_fd 0\nldxb %r0, [%r1]\nexit".into()),
+        ];
+        let o = object(
+            cases.iter().map(|(name, src)| program(name, src)).collect(),
+            vec![rw, ro],
+        );
+        let obj = LoadedObject::from_object(o, LoadOptions::default()).unwrap();
+        let a = obj.map("a").unwrap();
+        for k in 0u32..4 {
+            a.update(&k.to_le_bytes(), &(100 + k as u64).to_le_bytes(), 0)
+                .unwrap();
+        }
+        obj
+    };
+    let oob = |write: bool, size: u32| -> Result<u64, Trap> {
+        Err(Trap::OutOfBounds {
+            pc: 0,
+            addr: 0,
+            size,
+            write,
+        })
+    };
+    let no_pc = |r: Result<u64, Trap>| {
+        r.map_err(|t| match t {
+            Trap::OutOfBounds {
+                addr, size, write, ..
+            } => Trap::OutOfBounds {
+                pc: 0,
+                addr: if addr > 0xffff { 0 } else { addr },
+                size,
+                write,
+            },
+            t => t,
+        })
+    };
+    let run = |name: &str, mem: &[u8]| no_pc(each_level(&make, name, mem));
+    assert_eq!(run("no_test_miss", &[]), oob(false, 8));
+    assert_eq!(run("no_test_hit", &[]), Ok(101));
+    assert_eq!(
+        run("no_test_miss_plus_8", &[]),
+        Err(Trap::OutOfBounds {
+            pc: 0,
+            addr: 8,
+            size: 8,
+            write: false
+        })
+    );
+    assert_eq!(run("no_test_hit_plus_8", &[]), Ok(102));
+    assert_eq!(run("next_value", &[]), Ok(103));
+    assert_eq!(run("past_the_values", &[]), oob(false, 8));
+    assert_eq!(run("before_the_values", &[]), oob(false, 8));
+    assert_eq!(run("inside_after_add", &[]), Ok(0));
+    assert_eq!(
+        run("across_after_add", &[]),
+        oob(false, 4),
+        "bytes 6 to 9 of the last value"
+    );
+    assert_eq!(run("store_and_load", &[]), Ok(77));
+    assert_eq!(run("read_only_store", &[]), oob(true, 8));
+    assert_eq!(run("read_only_padding", &[]), Ok(0));
+    assert_eq!(run("read_only_load", &[]), Ok(0x0909_0909));
+    assert_eq!(run("atomic", &[]), Ok(101));
+    assert!(matches!(
+        run("atomic_misaligned", &[]),
+        Err(Trap::MisalignedAtomic { .. })
+    ));
+    assert_eq!(run("atomic_read_only", &[]), oob(true, 4));
+    assert_eq!(run("merge", &[]), Ok(101));
+    assert_eq!(
+        run("merge", &[1]),
+        Err(Trap::OutOfBounds {
+            pc: 0,
+            addr: 16,
+            size: 8,
+            write: false
+        })
+    );
+    assert_eq!(run("global", &[]), Ok(103));
+    assert_eq!(run("global_after_add", &[]), Ok(103));
+    assert_eq!(run("global_past", &[]), oob(false, 8));
+    assert_eq!(run("global_before", &[]), oob(false, 1));
+    assert_eq!(run("global_read_only_load", &[]), Ok(0));
+    assert_eq!(run("global_read_only_store", &[]), oob(true, 4));
+    assert!(run("map_handle", &[]).is_err());
 }

@@ -90,11 +90,66 @@ pub(crate) struct Translator<'a, 'b> {
     zero: Value,
     /// Whether the current block already ends in a terminator.
     filled: bool,
-    /// Per register other than r10: `Some(k)` when the current block has
-    /// set it to `r10 + k` (a `mov` from r10 and `add`/`sub` of
-    /// immediates). Its accesses are then checked like r10's: not at all
-    /// when `k + off` is statically in the frame, else frame first.
-    stack_offsets: [Option<i64>; 10],
+    /// Per register other than r10: what the code since the last merge
+    /// point shows of its value ([`Known`]), for the checks of the
+    /// accesses through it.
+    known: [Option<Known>; 10],
+    /// The register a `jeq rX, 0` just tested: not 0 in the block it falls
+    /// through to.
+    not_zero_after: Option<u8>,
+}
+
+/// What the translator knows of a register's value, from the instructions
+/// since the last point where control flow merges (a block that only the
+/// one before it falls through to continues what that one knew).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Known {
+    /// `r10 + k` (a `mov` from r10, `add`/`sub` of immediates). Accesses
+    /// are checked like r10's: not at all when `k + off` is statically in
+    /// the frame, else frame first.
+    Stack(i64),
+    /// `k` bytes into a value of array map `map`, as a lookup returned it
+    /// (then `add`/`sub` of immediates). While `maybe_zero` (the lookup's
+    /// "not found", `k` is 0 then) has not been ruled out by a `jeq r, 0`,
+    /// an access within the value is checked only for that.
+    MapValue {
+        map: ArrayMapLayout,
+        k: i64,
+        maybe_zero: bool,
+    },
+    /// A constant from `lddw` (a global variable's address, for one).
+    Const(u64),
+}
+
+impl Known {
+    /// The fact after adding `d` to the register.
+    fn offset_by(self, d: i64) -> Option<Known> {
+        match self {
+            Known::Stack(k) => Some(Known::Stack(k.wrapping_add(d))),
+            Known::MapValue {
+                map,
+                k,
+                maybe_zero: false,
+            } => Some(Known::MapValue {
+                map,
+                k: k.checked_add(d)?,
+                maybe_zero: false,
+            }),
+            // 0 + d is no value's address.
+            Known::MapValue { .. } => None,
+            Known::Const(c) => Some(Known::Const(c.wrapping_add(d as u64))),
+        }
+    }
+}
+
+/// Where an access through a register with a known value goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum KnownTarget {
+    /// Into memory every run allows it on: nothing to check.
+    Allowed,
+    /// Into an array map's values unless the register is 0: only that is
+    /// tested (0, if it is, goes to the full check).
+    AllowedUnlessZero,
 }
 
 fn flags() -> MemFlagsData {
@@ -155,7 +210,8 @@ impl<'a, 'b> Translator<'a, 'b> {
             exits: TrapExits::default(),
             zero,
             filled: false,
-            stack_offsets: [None; 10],
+            known: [None; 10],
+            not_zero_after: None,
         };
         t.load_invariants();
         t.find_last_branches();
@@ -265,7 +321,7 @@ impl<'a, 'b> Translator<'a, 'b> {
                 self.b.switch_to_block(blk);
                 self.schedule_seal(pc);
                 self.filled = false;
-                self.stack_offsets = [None; 10];
+                self.enter_block(pc);
                 self.charge_budget(pc);
             } else if self.filled {
                 // Unreachable code that starts no block: give it one.
@@ -273,7 +329,8 @@ impl<'a, 'b> Translator<'a, 'b> {
                 self.b.switch_to_block(blk);
                 self.b.seal_block(blk);
                 self.filled = false;
-                self.stack_offsets = [None; 10];
+                self.known = [None; 10];
+                self.not_zero_after = None;
             }
             self.instr(pc, ins);
             for leader in std::mem::take(&mut self.seal_after[pc - self.func.start]) {
@@ -285,6 +342,29 @@ impl<'a, 'b> Translator<'a, 'b> {
         self.emit_traps();
         self.b.seal_all_blocks();
         header.and_then(|pc| self.blocks[pc - self.func.start])
+    }
+
+    /// At the start of the block of leader `pc`: what is known of the
+    /// registers carries over when only the previous instruction's fall
+    /// through leads here (no branch does), else nothing is known.
+    fn enter_block(&mut self, pc: usize) {
+        let not_zero = self.not_zero_after.take();
+        let k = pc - self.func.start;
+        let only_fall_through = k > 0
+            && self.last_branch_to[k].is_none()
+            && !matches!(
+                self.program.instrs()[pc - 1],
+                Instr::Ja { .. } | Instr::Exit
+            );
+        if !only_fall_through {
+            self.known = [None; 10];
+            return;
+        }
+        if let Some(r) = not_zero {
+            if let Some(Some(Known::MapValue { maybe_zero, .. })) = self.known.get_mut(r as usize) {
+                *maybe_zero = false;
+            }
+        }
     }
 
     fn charge_budget(&mut self, pc: usize) {
@@ -398,18 +478,68 @@ impl<'a, 'b> Translator<'a, 'b> {
     }
 
     fn set(&mut self, r: u8, v: Value) {
-        if let Some(k) = self.stack_offsets.get_mut(r as usize) {
+        if let Some(k) = self.known.get_mut(r as usize) {
             *k = None;
         }
         self.b.def_var(self.regs[r as usize], v);
     }
 
-    /// `Some(k)` when `r` holds `r10 + k`, as far as the current block
-    /// shows.
-    fn stack_offset(&self, r: u8) -> Option<i64> {
+    /// What is known of `r`'s value ([`Known`]); r10 is `r10 + 0`.
+    fn known_of(&self, r: u8) -> Option<Known> {
         match r {
-            10 => Some(0),
-            _ => self.stack_offsets.get(r as usize).copied().flatten(),
+            10 => Some(Known::Stack(0)),
+            _ => self.known.get(r as usize).copied().flatten(),
+        }
+    }
+
+    /// Records what is known of `r`'s value, just set.
+    fn set_known(&mut self, r: u8, fact: Option<Known>) {
+        if let Some(k) = self.known.get_mut(r as usize) {
+            *k = fact;
+        }
+    }
+
+    /// `Some(k)` when `r` holds `r10 + k`, as far as the code shows.
+    fn stack_offset(&self, r: u8) -> Option<i64> {
+        match self.known_of(r)? {
+            Known::Stack(k) => Some(k),
+            _ => None,
+        }
+    }
+
+    /// Where an access of `size` at `r + off` goes, when the code shows
+    /// that it is into array-map values that every run allows (writable
+    /// ones for a write): the values of an array map in
+    /// [`CompileOptions::array_maps`] are `max_entries * stride` bytes at
+    /// `values`, a region of every run. An access within one value's
+    /// stride through a lookup's result, or into a map's values at a
+    /// constant address, is allowed.
+    fn known_target(&self, r: u8, off: i16, size: MemSize, write: bool) -> Option<KnownTarget> {
+        let n = size.bytes() as i128;
+        let fits = |m: &ArrayMapLayout, at: i128, lo: i128, len: i128| {
+            (m.writable || !write) && at >= lo && at + n <= lo + len
+        };
+        match self.known_of(r)? {
+            Known::Stack(_) => None,
+            Known::MapValue { map, k, maybe_zero } => {
+                let at = k as i128 + off as i128;
+                fits(&map, at, 0, map.stride as i128).then_some(if maybe_zero {
+                    KnownTarget::AllowedUnlessZero
+                } else {
+                    KnownTarget::Allowed
+                })
+            }
+            Known::Const(c) => {
+                let at = c.wrapping_add(off as i64 as u64) as i128;
+                self.opts
+                    .array_maps
+                    .iter()
+                    .any(|m| {
+                        let len = m.max_entries as i128 * m.stride as i128;
+                        fits(m, at, m.values as i128, len)
+                    })
+                    .then_some(KnownTarget::Allowed)
+            }
         }
     }
 
@@ -461,13 +591,13 @@ impl<'a, 'b> Translator<'a, 'b> {
                 src,
             } => {
                 let ty = if width == Width::W64 { I64 } else { I32 };
-                let stack_offset = match (width, op, src) {
-                    (Width::W64, AluOp::Mov, Operand::Reg(s)) => self.stack_offset(s),
+                let known = match (width, op, src) {
+                    (Width::W64, AluOp::Mov, Operand::Reg(s)) => self.known_of(s),
                     (Width::W64, AluOp::Add, Operand::Imm(i)) => {
-                        self.stack_offset(dst).map(|k| k.wrapping_add(i as i64))
+                        self.known_of(dst).and_then(|k| k.offset_by(i as i64))
                     }
                     (Width::W64, AluOp::Sub, Operand::Imm(i)) => {
-                        self.stack_offset(dst).map(|k| k.wrapping_sub(i as i64))
+                        self.known_of(dst).and_then(|k| k.offset_by(-(i as i64)))
                     }
                     _ => None,
                 };
@@ -498,9 +628,7 @@ impl<'a, 'b> Translator<'a, 'b> {
                     }
                 };
                 self.set(dst, r);
-                if let Some(k) = self.stack_offsets.get_mut(dst as usize) {
-                    *k = stack_offset;
-                }
+                self.set_known(dst, known);
             }
             Instr::Neg { width, dst } => {
                 let a = self.dst_value(width, dst);
@@ -589,6 +717,7 @@ impl<'a, 'b> Translator<'a, 'b> {
             Instr::Lddw { dst, value, .. } => {
                 let v = self.b.ins().iconst(I64, value as i64);
                 self.set(dst, v);
+                self.set_known(dst, Some(Known::Const(value)));
             }
             Instr::LddwTail => {}
             Instr::Ja { target } => {
@@ -616,6 +745,9 @@ impl<'a, 'b> Translator<'a, 'b> {
                 let next = self.block_at(pc + 1);
                 self.b.ins().brif(c, t, &[], next, &[]);
                 self.filled = true;
+                if (width, cond, src) == (Width::W64, Cond::Eq, Operand::Imm(0)) {
+                    self.not_zero_after = Some(dst);
+                }
             }
             Instr::CallHelper { id } => {
                 match self
@@ -739,7 +871,10 @@ impl<'a, 'b> Translator<'a, 'b> {
     /// The address `base + off` of an access, as a value and an offset for
     /// the access instruction: `(base, off)` when nothing is checked, else
     /// `(addr, 0)` after a check that branches to a trap unless
-    /// `[addr, addr + size)` is allowed. The region the base most likely
+    /// `[addr, addr + size)` is allowed. An access the code shows to be in
+    /// the frame or in array-map values ([`Translator::known_target`]) is
+    /// not checked, or, through a lookup's untested result, checked for 0
+    /// alone before the full check. Otherwise the region the base most likely
     /// points into (the frame for r10 or a register set from it, else the
     /// input) is checked inline; the rest is one cold block: at levels 1
     /// to 3 the other of the two and the extra region the last out-of-line
@@ -754,7 +889,11 @@ impl<'a, 'b> Translator<'a, 'b> {
         write: bool,
     ) -> (Value, i32) {
         let b = self.get(base);
-        if !self.opts.checked || self.known_in_frame(base, off, size) {
+        let target = self.known_target(base, off, size, write);
+        if !self.opts.checked
+            || self.known_in_frame(base, off, size)
+            || target == Some(KnownTarget::Allowed)
+        {
             // Nothing to check: the offset goes into the access itself.
             return (b, off as i32);
         }
@@ -763,6 +902,16 @@ impl<'a, 'b> Translator<'a, 'b> {
         } else {
             self.b.ins().iadd_imm_s(b, off as i64)
         };
+        let ok = self.b.create_block();
+        if target == Some(KnownTarget::AllowedUnlessZero) {
+            // A lookup's result not yet tested: inside the value unless it
+            // is 0, which the full check below (cold) refuses.
+            let full = self.b.create_block();
+            self.b.set_cold_block(full);
+            self.b.ins().brif(b, ok, &[], full, &[]);
+            self.b.switch_to_block(full);
+            self.b.seal_block(full);
+        }
         let k = size.index();
         let (Some(start), Some(mem_bound), Some(stack_bound)) =
             (self.mem_start, self.mem_bound[k], self.stack_bound[k])
@@ -776,7 +925,6 @@ impl<'a, 'b> Translator<'a, 'b> {
         // two blocks and about ten instructions per access.
         // (One branch on both inline checks, tried, compiled no measurably
         // faster and computes both compares on every access.)
-        let ok = self.b.create_block();
         let slow = self.b.create_block();
         self.b.set_cold_block(slow);
         let checks = [(start, mem_bound), (self.frame_lo, stack_bound)];
@@ -927,12 +1075,19 @@ impl<'a, 'b> Translator<'a, 'b> {
     /// out of range); any other key pointer goes to the helper, which
     /// checks it and traps exactly as on the other tiers. A key at a known
     /// offset in the frame (r2 = r10 - 4, as compilers write it) needs no
-    /// test and no helper path. r1 to r5 are unchanged either way.
+    /// test and no helper path. r1 to r5 are unchanged either way; r0 is
+    /// known to be a value of the map or 0 ([`Known::MapValue`]).
     fn inline_array_lookup(&mut self, pc: usize, map: ArrayMapLayout) {
         let key_addr = self.get(2);
+        let value = Some(Known::MapValue {
+            map,
+            k: 0,
+            maybe_zero: true,
+        });
         if self.known_in_frame(2, 0, MemSize::W) {
             let r0 = self.array_value(key_addr, map);
             self.set(0, r0);
+            self.set_known(0, value);
             return;
         }
         let rel = self.b.ins().isub(key_addr, self.frame_lo);
@@ -958,6 +1113,7 @@ impl<'a, 'b> Translator<'a, 'b> {
         self.b.ins().jump(join, &[]);
         self.b.switch_to_block(join);
         self.b.seal_block(join);
+        self.set_known(0, value);
     }
 
     /// The address of the value that the 4-byte key at `key_addr` (in the

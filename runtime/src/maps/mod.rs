@@ -326,6 +326,7 @@ impl Map {
                     values: slab.addr(),
                     stride: *stride as u64,
                     max_entries: self.def.max_entries,
+                    writable: self.def.flags & BPF_F_RDONLY_PROG == 0,
                 })
             }
             _ => None,
