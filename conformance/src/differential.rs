@@ -60,7 +60,8 @@ impl Differ {
 
     /// Verifies `insns` and runs it on each backend with `opts`, memory
     /// starting as `mem_init`. Returns the observations, reference first,
-    /// or the verifier's error.
+    /// or the verifier's error, or, for unchecked code, an error when the
+    /// reference traps on an out-of-bounds access.
     pub fn run_all(
         &mut self,
         insns: &[Insn],
@@ -74,9 +75,14 @@ impl Differ {
             ..VerifyOptions::default()
         };
         let program = Arc::new(verify(insns.to_vec(), &vopts).map_err(|e| e.to_string())?);
+        // The host regions' array maps are inlinable (helper 1 looks them up).
+        let opts = CompileOptions {
+            array_maps: self.host.array_maps(),
+            ..opts.clone()
+        };
         let mut out = Vec::new();
         for b in backends {
-            let code = b.compile(&program, opts).map_err(|e| e.to_string())?;
+            let code = b.compile(&program, &opts).map_err(|e| e.to_string())?;
             self.mem[..mem_init.len()].copy_from_slice(mem_init);
             self.stack.clear();
             self.host.reset();
@@ -87,6 +93,18 @@ impl Differ {
                 host: std::ptr::null_mut(),
             };
             let r = execute_on(code.as_ref(), &env, &mut self.mem, &mut self.stack);
+            // Unchecked code trusts the program: one that the reference
+            // (which checks) saw leave its memory would make a wild access
+            // on the other tiers. Not run (a generator bug when it comes
+            // from the generator; a rejected candidate when minimising).
+            if let (false, true, Err(t @ Trap::OutOfBounds { .. })) =
+                (opts.checked, out.is_empty(), &r)
+            {
+                return Err(format!(
+                    "{t} on {}: not run unchecked on the other tiers",
+                    b.name()
+                ));
+            }
             out.push((
                 b.name(),
                 Observed {
@@ -135,4 +153,32 @@ pub fn difference(reference: &Observed, other: &Observed) -> Option<String> {
         ));
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bpfvm::engine::asm::assemble;
+    use bpfvm::engine::interp::Interpreter;
+
+    /// Unchecked, a program that the reference sees leave its memory is
+    /// not run on the other tiers: the error says why. Checked, it is.
+    #[test]
+    fn out_of_bounds_programs_are_not_run_unchecked() {
+        let mut d = Differ::new(differential_helpers(), 64, 8);
+        let wild = assemble("mov %r1, 8\nldxdw %r0, [%r1]\nexit").unwrap();
+        let both: [&dyn Backend; 2] = [&Interpreter, &Interpreter];
+        let unchecked = CompileOptions {
+            checked: false,
+            ..CompileOptions::default()
+        };
+        let e = d.run_all(&wild, &[], &both, &unchecked).unwrap_err();
+        assert!(e.contains("not run unchecked"), "{e}");
+        let runs = d
+            .run_all(&wild, &[], &both, &CompileOptions::default())
+            .unwrap();
+        assert_eq!(runs.len(), 2);
+        let fine = assemble("mov %r0, 1\nexit").unwrap();
+        assert_eq!(d.run_all(&fine, &[], &both, &unchecked).unwrap().len(), 2);
+    }
 }

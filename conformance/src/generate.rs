@@ -15,8 +15,9 @@
 //!   memory, so comparing memory compares every register.
 
 use bpfvm::engine::isa::*;
+use bpfvm::engine::program::MAP_LOOKUP_ELEM;
 
-use crate::host_regions::{REGION_HELPER_ID, REGION_SIZE};
+use crate::host_regions::{MAP_HANDLES, MAP_SHAPES, REGION_HELPER_ID, REGION_SIZE};
 
 /// Size of the input memory generated programs expect.
 pub const MEM_SIZE: usize = 256;
@@ -118,9 +119,11 @@ pub struct GenOptions {
     /// that a saved test replays with the memory at another address.
     pub checksum: bool,
     /// Allow accesses to the two host regions of
-    /// [`crate::host_regions`], reached through the region helper (needs
+    /// [`crate::host_regions`], reached through the region helper or as
+    /// the values of their array maps through `map_lookup_elem` (needs
     /// `helpers`). Off by default, so that the seeds of earlier campaigns
-    /// still give the same programs.
+    /// still give the same programs. (Map lookups came after the first
+    /// host-region campaigns: their seeds give other programs since.)
     pub host_regions: bool,
 }
 
@@ -327,7 +330,11 @@ impl Gen<'_> {
             42..=55 => self.memory(),
             56..=61 => self.atomic(),
             62..=65 if self.opts.host_regions && self.opts.helpers && self.rng.chance(60) => {
-                self.region_access()
+                if self.rng.chance(50) {
+                    self.region_access()
+                } else {
+                    self.map_access()
+                }
             }
             62..=65 if !self.in_function => self.pointer_access(),
             66..=69 => {
@@ -667,6 +674,145 @@ impl Gen<'_> {
         }
     }
 
+    /// A `map_lookup_elem` in one of the host regions' array maps and one
+    /// to three loads, stores or atomics through its result, mostly after
+    /// `jeq r0, 0` (else a key out of range makes them accesses near
+    /// address 0, which trap), mostly inside the value, sometimes after
+    /// adding to the pointer or at the edges of the value or of the map's
+    /// values. The lookup takes one of three forms: inline with the key at
+    /// a known frame offset, inline with the key through a register whose
+    /// offset a block boundary hides (a run-time test), or through the
+    /// helper (the map handle loaded in an earlier block).
+    fn map_access(&mut self) {
+        let k = self.rng.below(2) as usize;
+        let (stride, entries) = MAP_SHAPES[k];
+        let stride = stride as i16;
+        let read_only = k == 1;
+        let key = if self.rng.chance(80) {
+            self.rng.below(entries as u64) as i32
+        } else {
+            self.rng.pick(&[entries as i32, -1, 1 << 20])
+        };
+        // [r10 + at, +4): in the frame, else (rarely) across its top, above
+        // it or in the next frame down, through the helper.
+        let at = if self.opts.out_of_bounds && self.rng.chance(4) {
+            self.rng.pick(&[-2i16, 8, -516])
+        } else {
+            -4 * (1 + self.rng.below(128) as i16)
+        };
+        let lddw = |g: &mut Self| {
+            g.asm
+                .emit(Insn::new(OP_LDDW, 1, 0, 0, MAP_HANDLES[k] as u32 as i32));
+            g.asm
+                .emit(Insn::new(0, 0, 0, 0, (MAP_HANDLES[k] >> 32) as u32 as i32));
+        };
+        let form = self.rng.below(5);
+        if form == 4 {
+            lddw(self);
+        }
+        if at <= -4 {
+            self.asm
+                .emit(Insn::new(CLS_ST | MODE_MEM | SIZE_W, 10, 0, at, key));
+        }
+        self.asm
+            .emit(Insn::new(CLS_ALU64 | ALU_MOV | SRC_X, 2, 10, 0, 0));
+        self.asm
+            .emit(Insn::new(CLS_ALU64 | ALU_ADD | SRC_K, 2, 0, 0, at as i32));
+        if form >= 3 {
+            // A jump to the next instruction: a block boundary.
+            self.asm.emit(Insn::new(OP_JA, 0, 0, 0, 0));
+        }
+        if form < 4 {
+            lddw(self);
+        }
+        self.asm.emit(Insn::new(
+            OP_CALL,
+            0,
+            CALL_HELPER,
+            0,
+            MAP_LOOKUP_ELEM as i32,
+        ));
+        let skip = self.asm.label();
+        if !self.opts.out_of_bounds || self.rng.chance(75) {
+            self.asm
+                .emit_to(Insn::new(CLS_JMP | JMP_JEQ | SRC_K, 0, 0, 0, 0), skip);
+        }
+        // r0 stays the base (as in `region_access`); `shift` is what was
+        // added to it.
+        let not_base = |r: u8| if r == 0 { 1 } else { r };
+        let mut shift = 0i16;
+        for _ in 0..1 + self.rng.below(3) {
+            if self.rng.chance(20) {
+                let d = self.rng.pick(&[4i16, 8, stride, -stride]);
+                self.asm
+                    .emit(Insn::new(CLS_ALU64 | ALU_ADD | SRC_K, 0, 0, 0, d as i32));
+                shift += d;
+            }
+            let (sz, n) = self.rng.pick(&SIZES);
+            let n = n as i16;
+            let inside = if n <= stride && self.rng.chance(80) {
+                self.rng.below((stride / n) as u64) as i16 * n
+            } else {
+                self.rng.below((stride - n.min(stride) + 1) as u64) as i16
+            };
+            // Relative to the value; `off` is relative to r0.
+            let at = if self.opts.out_of_bounds && self.rng.chance(15) {
+                self.rng
+                    .pick(&[-1i16, -8, stride - n + 1, stride, 64, -64, 72])
+            } else {
+                inside
+            };
+            let off = at - shift;
+            let store_allowed = !read_only || (self.opts.out_of_bounds && self.rng.chance(10));
+            match self.rng.below(5) {
+                2 if store_allowed => {
+                    let v = imm(self.rng);
+                    self.asm
+                        .emit(Insn::new(CLS_ST | MODE_MEM | sz, 0, 0, off, v))
+                }
+                3 if store_allowed => {
+                    let src = not_base(self.value_reg());
+                    self.asm
+                        .emit(Insn::new(CLS_STX | MODE_MEM | sz, 0, src, off, 0))
+                }
+                4 if store_allowed && n >= 4 => {
+                    let off = if self.rng.chance(90) {
+                        (at & !(n - 1)) - shift
+                    } else {
+                        off
+                    };
+                    let op = self.rng.pick(&[
+                        ATOMIC_ADD,
+                        ATOMIC_OR | ATOMIC_FETCH,
+                        ATOMIC_AND,
+                        ATOMIC_XCHG,
+                    ]);
+                    let src = not_base(self.reg());
+                    self.asm
+                        .emit(Insn::new(CLS_STX | MODE_ATOMIC | sz, 0, src, off, op));
+                }
+                1 if sz != SIZE_DW => {
+                    let dst = not_base(self.reg());
+                    self.asm
+                        .emit(Insn::new(CLS_LDX | MODE_MEMSX | sz, dst, 0, off, 0))
+                }
+                _ => {
+                    let dst = not_base(self.reg());
+                    self.asm
+                        .emit(Insn::new(CLS_LDX | MODE_MEM | sz, dst, 0, off, 0))
+                }
+            }
+        }
+        self.asm.bind(skip);
+        // r1 holds the handle: later `call 1`s are the mix helper again.
+        self.load_value(1);
+        if self.opts.checksum {
+            // r0 and r2 hold addresses.
+            self.load_value(0);
+            self.load_value(2);
+        }
+    }
+
     /// An offset for an access of `size` bytes into a host region: inside
     /// mostly, else at most 16 bytes beyond either end.
     fn region_offset(&mut self, size: usize) -> i16 {
@@ -778,5 +924,68 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// With host regions, programs look up both array maps, in each of the
+    /// three forms of `map_access` (the handle loaded in the block of the
+    /// call, with and without a block boundary before it, or in an earlier
+    /// block), test the result for 0 or not, and access through it.
+    #[test]
+    fn host_region_programs_use_both_maps_in_every_form() {
+        let opts = GenOptions {
+            host_regions: true,
+            ..GenOptions::default()
+        };
+        // (handle in the call's block, after a boundary, in an earlier block)
+        let mut forms = [[0usize; 3]; 2];
+        let (mut tested, mut untested) = (0, 0);
+        for seed in 0..300 {
+            let p = generate(seed, &opts);
+            for pc in 0..p.len() {
+                let call = p[pc].code == OP_CALL && p[pc].imm == MAP_LOOKUP_ELEM as i32;
+                let Some(k) = (pc >= 2 && call)
+                    .then(|| {
+                        MAP_HANDLES
+                            .iter()
+                            .position(|&h| lddw_value(&p, pc - 2) == Some(h))
+                    })
+                    .flatten()
+                else {
+                    if call && pc >= 7 {
+                        // Handle loaded before `stw`, `mov`, `add`, `ja`.
+                        let before = (2..=8).find_map(|d| {
+                            MAP_HANDLES
+                                .iter()
+                                .position(|&h| lddw_value(&p, pc - d) == Some(h))
+                        });
+                        if let Some(k) = before {
+                            forms[k][2] += 1;
+                        }
+                    }
+                    continue;
+                };
+                let after_boundary = pc >= 3 && p[pc - 3].code == OP_JA;
+                forms[k][after_boundary as usize] += 1;
+                let next = p.get(pc + 1).map(|i| i.code);
+                if next == Some(CLS_JMP | JMP_JEQ | SRC_K) && p[pc + 1].dst == 0 {
+                    tested += 1;
+                } else {
+                    untested += 1;
+                }
+            }
+        }
+        for (k, f) in forms.iter().enumerate() {
+            assert!(f.iter().all(|&n| n > 0), "map {k}: forms {f:?}");
+        }
+        assert!(
+            tested > 0 && untested > 0,
+            "{tested} tested, {untested} not"
+        );
+    }
+
+    /// The 64-bit value of an `lddw` at `pc`, if there is one.
+    fn lddw_value(p: &[Insn], pc: usize) -> Option<u64> {
+        (p[pc].code == OP_LDDW && pc + 1 < p.len())
+            .then(|| p[pc].imm as u32 as u64 | (p[pc + 1].imm as u32 as u64) << 32)
     }
 }

@@ -98,7 +98,7 @@ pub fn execute_case(case: &TestCase, backend: &dyn Backend, opts: &RunOptions) -
         budget: case.options.budget,
         call_depth: case.options.call_depth.unwrap_or(DEFAULT_CALL_DEPTH),
         opt_level: opts.opt_level,
-        ..CompileOptions::default()
+        array_maps: host.array_maps(),
     };
     let code = match backend.compile(&program, &compile_opts) {
         Ok(c) => c,
