@@ -619,55 +619,20 @@ impl Gen<'_> {
             0,
             REGION_HELPER_ID as i32,
         ));
-        // r0 holds the base: a load or an atomic's fetch must not replace
-        // it, and a store must not write it (an address) into the region.
-        // (`value_reg` already leaves out r9 when programs must not depend
-        // on addresses.)
-        let not_base = |r: u8| if r == 0 { 1 } else { r };
         for _ in 0..1 + self.rng.below(3) {
             let (sz, n) = self.rng.pick(&SIZES);
             let off = self.region_offset(n);
             // A store to the read-only region traps and ends the program:
             // rarely, so that most programs go on.
             let store_allowed = !read_only || (self.opts.out_of_bounds && self.rng.chance(10));
-            match self.rng.below(5) {
-                2 if store_allowed => {
-                    let v = imm(self.rng);
-                    self.asm
-                        .emit(Insn::new(CLS_ST | MODE_MEM | sz, 0, 0, off, v))
+            self.access_through_r0(sz, off, store_allowed, |g| {
+                let (sz, n) = g.rng.pick(&[(SIZE_W, 4usize), (SIZE_DW, 8)]);
+                let mut off = g.region_offset(n);
+                if g.rng.chance(90) {
+                    off &= !(n as i16 - 1);
                 }
-                3 if store_allowed => {
-                    let src = not_base(self.value_reg());
-                    self.asm
-                        .emit(Insn::new(CLS_STX | MODE_MEM | sz, 0, src, off, 0))
-                }
-                4 if store_allowed => {
-                    let (sz, n) = self.rng.pick(&[(SIZE_W, 4usize), (SIZE_DW, 8)]);
-                    let mut off = self.region_offset(n);
-                    if self.rng.chance(90) {
-                        off &= !(n as i16 - 1);
-                    }
-                    let op = self.rng.pick(&[
-                        ATOMIC_ADD,
-                        ATOMIC_XOR | ATOMIC_FETCH,
-                        ATOMIC_AND | ATOMIC_FETCH,
-                        ATOMIC_XCHG,
-                    ]);
-                    let src = not_base(self.reg());
-                    self.asm
-                        .emit(Insn::new(CLS_STX | MODE_ATOMIC | sz, 0, src, off, op));
-                }
-                1 if sz != SIZE_DW => {
-                    let dst = not_base(self.reg());
-                    self.asm
-                        .emit(Insn::new(CLS_LDX | MODE_MEMSX | sz, dst, 0, off, 0))
-                }
-                _ => {
-                    let dst = not_base(self.reg());
-                    self.asm
-                        .emit(Insn::new(CLS_LDX | MODE_MEM | sz, dst, 0, off, 0))
-                }
-            }
+                Some((sz, off))
+            });
         }
         if self.opts.checksum {
             self.load_value(0);
@@ -737,9 +702,7 @@ impl Gen<'_> {
             self.asm
                 .emit_to(Insn::new(CLS_JMP | JMP_JEQ | SRC_K, 0, 0, 0, 0), skip);
         }
-        // r0 stays the base (as in `region_access`); `shift` is what was
-        // added to it.
-        let not_base = |r: u8| if r == 0 { 1 } else { r };
+        // `shift` is what was added to r0.
         let mut shift = 0i16;
         for _ in 0..1 + self.rng.below(3) {
             if self.rng.chance(20) {
@@ -764,44 +727,17 @@ impl Gen<'_> {
             };
             let off = at - shift;
             let store_allowed = !read_only || (self.opts.out_of_bounds && self.rng.chance(10));
-            match self.rng.below(5) {
-                2 if store_allowed => {
-                    let v = imm(self.rng);
-                    self.asm
-                        .emit(Insn::new(CLS_ST | MODE_MEM | sz, 0, 0, off, v))
-                }
-                3 if store_allowed => {
-                    let src = not_base(self.value_reg());
-                    self.asm
-                        .emit(Insn::new(CLS_STX | MODE_MEM | sz, 0, src, off, 0))
-                }
-                4 if store_allowed && n >= 4 => {
-                    let off = if self.rng.chance(90) {
+            // An atomic at a 4- or 8-byte size, mostly aligned in the value.
+            self.access_through_r0(sz, off, store_allowed, |g| {
+                (n >= 4).then(|| {
+                    let off = if g.rng.chance(90) {
                         (at & !(n - 1)) - shift
                     } else {
                         off
                     };
-                    let op = self.rng.pick(&[
-                        ATOMIC_ADD,
-                        ATOMIC_OR | ATOMIC_FETCH,
-                        ATOMIC_AND,
-                        ATOMIC_XCHG,
-                    ]);
-                    let src = not_base(self.reg());
-                    self.asm
-                        .emit(Insn::new(CLS_STX | MODE_ATOMIC | sz, 0, src, off, op));
-                }
-                1 if sz != SIZE_DW => {
-                    let dst = not_base(self.reg());
-                    self.asm
-                        .emit(Insn::new(CLS_LDX | MODE_MEMSX | sz, dst, 0, off, 0))
-                }
-                _ => {
-                    let dst = not_base(self.reg());
-                    self.asm
-                        .emit(Insn::new(CLS_LDX | MODE_MEM | sz, dst, 0, off, 0))
-                }
-            }
+                    (sz, off)
+                })
+            });
         }
         self.asm.bind(skip);
         // r1 holds the handle: later `call 1`s are the mix helper again.
@@ -811,6 +747,54 @@ impl Gen<'_> {
             self.load_value(0);
             self.load_value(2);
         }
+    }
+
+    /// One access of size `sz` at `r0 + off`: a load (sometimes
+    /// sign-extending) or, when `store_allowed`, also a store of an
+    /// immediate or a register, or the atomic that `atomic` chooses (its
+    /// size and offset; a load when it gives none). r0 holds the base: a
+    /// load or an atomic's fetch must not replace it, and a store must not
+    /// write it (an address) into memory. (`value_reg` already leaves out
+    /// r9 when programs must not depend on addresses.)
+    fn access_through_r0(
+        &mut self,
+        sz: u8,
+        off: i16,
+        store_allowed: bool,
+        atomic: impl FnOnce(&mut Self) -> Option<(u8, i16)>,
+    ) {
+        let not_base = |r: u8| if r == 0 { 1 } else { r };
+        let kind = self.rng.below(5);
+        let atomic = match kind {
+            4 if store_allowed => atomic(self),
+            _ => None,
+        };
+        let insn = match (kind, atomic) {
+            (2, _) if store_allowed => Insn::new(CLS_ST | MODE_MEM | sz, 0, 0, off, imm(self.rng)),
+            (3, _) if store_allowed => {
+                let src = not_base(self.value_reg());
+                Insn::new(CLS_STX | MODE_MEM | sz, 0, src, off, 0)
+            }
+            (_, Some((sz, off))) => {
+                let op = self.rng.pick(&[
+                    ATOMIC_ADD,
+                    ATOMIC_XOR | ATOMIC_FETCH,
+                    ATOMIC_AND | ATOMIC_FETCH,
+                    ATOMIC_XCHG,
+                ]);
+                let src = not_base(self.reg());
+                Insn::new(CLS_STX | MODE_ATOMIC | sz, 0, src, off, op)
+            }
+            (1, _) if sz != SIZE_DW => {
+                let dst = not_base(self.reg());
+                Insn::new(CLS_LDX | MODE_MEMSX | sz, dst, 0, off, 0)
+            }
+            _ => {
+                let dst = not_base(self.reg());
+                Insn::new(CLS_LDX | MODE_MEM | sz, dst, 0, off, 0)
+            }
+        };
+        self.asm.emit(insn);
     }
 
     /// An offset for an access of `size` bytes into a host region: inside

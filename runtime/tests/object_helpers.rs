@@ -666,14 +666,16 @@ fn accesses_through_lookup_results_and_global_addresses() {
         }
         obj
     };
-    let oob = |write: bool, size: u32| -> Result<u64, Trap> {
+    // Out of bounds at `addr` (0: a host address), pcs left out.
+    let oob_at = |addr: u64, write: bool, size: u32| -> Result<u64, Trap> {
         Err(Trap::OutOfBounds {
             pc: 0,
-            addr: 0,
+            addr,
             size,
             write,
         })
     };
+    let oob = |write: bool, size: u32| oob_at(0, write, size);
     let no_pc = |r: Result<u64, Trap>| {
         r.map_err(|t| match t {
             Trap::OutOfBounds {
@@ -690,15 +692,7 @@ fn accesses_through_lookup_results_and_global_addresses() {
     let run = |name: &str, mem: &[u8]| no_pc(each_level(&make, name, mem));
     assert_eq!(run("no_test_miss", &[]), oob(false, 8));
     assert_eq!(run("no_test_hit", &[]), Ok(101));
-    assert_eq!(
-        run("no_test_miss_plus_8", &[]),
-        Err(Trap::OutOfBounds {
-            pc: 0,
-            addr: 8,
-            size: 8,
-            write: false
-        })
-    );
+    assert_eq!(run("no_test_miss_plus_8", &[]), oob_at(8, false, 8));
     assert_eq!(run("no_test_hit_plus_8", &[]), Ok(102));
     assert_eq!(run("next_value", &[]), Ok(103));
     assert_eq!(run("past_the_values", &[]), oob(false, 8));
@@ -720,15 +714,7 @@ fn accesses_through_lookup_results_and_global_addresses() {
     ));
     assert_eq!(run("atomic_read_only", &[]), oob(true, 4));
     assert_eq!(run("merge", &[]), Ok(101));
-    assert_eq!(
-        run("merge", &[1]),
-        Err(Trap::OutOfBounds {
-            pc: 0,
-            addr: 16,
-            size: 8,
-            write: false
-        })
-    );
+    assert_eq!(run("merge", &[1]), oob_at(16, false, 8));
     assert_eq!(run("global", &[]), Ok(103));
     assert_eq!(run("global_after_add", &[]), Ok(103));
     assert_eq!(run("global_past", &[]), oob(false, 8));
