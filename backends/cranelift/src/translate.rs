@@ -94,9 +94,6 @@ pub(crate) struct Translator<'a, 'b> {
     /// point shows of its value ([`Known`]), for the checks of the
     /// accesses through it.
     known: [Option<Known>; 10],
-    /// The register a `jeq rX, 0` just tested: not 0 in the block it falls
-    /// through to.
-    not_zero_after: Option<u8>,
 }
 
 /// What the translator knows of a register's value, from the instructions
@@ -211,7 +208,6 @@ impl<'a, 'b> Translator<'a, 'b> {
             zero,
             filled: false,
             known: [None; 10],
-            not_zero_after: None,
         };
         t.load_invariants();
         t.find_last_branches();
@@ -330,7 +326,6 @@ impl<'a, 'b> Translator<'a, 'b> {
                 self.b.seal_block(blk);
                 self.filled = false;
                 self.known = [None; 10];
-                self.not_zero_after = None;
             }
             self.instr(pc, ins);
             for leader in std::mem::take(&mut self.seal_after[pc - self.func.start]) {
@@ -346,22 +341,27 @@ impl<'a, 'b> Translator<'a, 'b> {
 
     /// At the start of the block of leader `pc`: what is known of the
     /// registers carries over when only the previous instruction's fall
-    /// through leads here (no branch does), else nothing is known.
+    /// through leads here (no branch does), else nothing is known. After a
+    /// `jeq rX, 0` (64-bit), rX is not 0 here.
     fn enter_block(&mut self, pc: usize) {
-        let not_zero = self.not_zero_after.take();
         let k = pc - self.func.start;
-        let only_fall_through = k > 0
-            && self.last_branch_to[k].is_none()
-            && !matches!(
-                self.program.instrs()[pc - 1],
-                Instr::Ja { .. } | Instr::Exit
-            );
+        let before = (k > 0).then(|| self.program.instrs()[pc - 1]);
+        let only_fall_through = self.last_branch_to[k].is_none()
+            && before.is_some_and(|i| !matches!(i, Instr::Ja { .. } | Instr::Exit));
         if !only_fall_through {
             self.known = [None; 10];
             return;
         }
-        if let Some(r) = not_zero {
-            if let Some(Some(Known::MapValue { maybe_zero, .. })) = self.known.get_mut(r as usize) {
+        if let Some(Instr::Jcond {
+            width: Width::W64,
+            cond: Cond::Eq,
+            dst,
+            src: Operand::Imm(0),
+            ..
+        }) = before
+        {
+            if let Some(Some(Known::MapValue { maybe_zero, .. })) = self.known.get_mut(dst as usize)
+            {
                 *maybe_zero = false;
             }
         }
@@ -745,9 +745,6 @@ impl<'a, 'b> Translator<'a, 'b> {
                 let next = self.block_at(pc + 1);
                 self.b.ins().brif(c, t, &[], next, &[]);
                 self.filled = true;
-                if (width, cond, src) == (Width::W64, Cond::Eq, Operand::Imm(0)) {
-                    self.not_zero_after = Some(dst);
-                }
             }
             Instr::CallHelper { id } => {
                 match self
