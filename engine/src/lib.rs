@@ -22,6 +22,7 @@ pub mod asm;
 pub mod backend;
 pub mod disasm;
 pub mod elf;
+pub mod facts;
 pub mod helpers;
 pub mod instr;
 pub mod interp;

@@ -8,9 +8,10 @@
 //! `ctx.trap_code` after every call and return at once when it is set.
 
 use bpfvm_engine::backend::{ArrayMapLayout, CompileOptions};
+use bpfvm_engine::facts::{Known, KnownTarget, RegisterFacts};
 use bpfvm_engine::instr::{AluOp, AtomicOp, Cond, Endian, Instr, MemSize, Operand, Width};
 use bpfvm_engine::isa::STACK_FRAME_SIZE;
-use bpfvm_engine::program::{statically_in_frame, Function, Program, MAP_LOOKUP_ELEM};
+use bpfvm_engine::program::{Function, Program, MAP_LOOKUP_ELEM};
 use bpfvm_engine::vmctx::*;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::types::{I16, I32, I64, I8};
@@ -90,63 +91,9 @@ pub(crate) struct Translator<'a, 'b> {
     zero: Value,
     /// Whether the current block already ends in a terminator.
     filled: bool,
-    /// Per register other than r10: what the code since the last merge
-    /// point shows of its value ([`Known`]), for the checks of the
-    /// accesses through it.
-    known: [Option<Known>; 10],
-}
-
-/// What the translator knows of a register's value, from the instructions
-/// since the last point where control flow merges (a block that only the
-/// one before it falls through to continues what that one knew).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Known {
-    /// `r10 + k` (a `mov` from r10, `add`/`sub` of immediates). Accesses
-    /// are checked like r10's: not at all when `k + off` is statically in
-    /// the frame, else frame first.
-    Stack(i64),
-    /// `k` bytes into a value of array map `map`, as a lookup returned it
-    /// (then `add`/`sub` of immediates). While `maybe_zero` (the lookup's
-    /// "not found", `k` is 0 then) has not been ruled out by a `jeq r, 0`,
-    /// an access within the value is checked only for that.
-    MapValue {
-        map: ArrayMapLayout,
-        k: i64,
-        maybe_zero: bool,
-    },
-    /// A constant from `lddw` (a global variable's address, for one).
-    Const(u64),
-}
-
-impl Known {
-    /// The fact after adding `d` to the register.
-    fn offset_by(self, d: i64) -> Option<Known> {
-        match self {
-            Known::Stack(k) => Some(Known::Stack(k.wrapping_add(d))),
-            Known::MapValue {
-                map,
-                k,
-                maybe_zero: false,
-            } => Some(Known::MapValue {
-                map,
-                k: k.checked_add(d)?,
-                maybe_zero: false,
-            }),
-            // 0 + d is no value's address.
-            Known::MapValue { .. } => None,
-            Known::Const(c) => Some(Known::Const(c.wrapping_add(d as u64))),
-        }
-    }
-}
-
-/// Where an access through a register with a known value goes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum KnownTarget {
-    /// Into memory every run allows it on: nothing to check.
-    Allowed,
-    /// Into an array map's values unless the register is 0: only that is
-    /// tested (0, if it is, goes to the full check).
-    AllowedUnlessZero,
+    /// What the code since the last merge point shows of the registers'
+    /// values, for the checks of the accesses through them.
+    facts: RegisterFacts,
 }
 
 fn flags() -> MemFlagsData {
@@ -207,7 +154,7 @@ impl<'a, 'b> Translator<'a, 'b> {
             exits: TrapExits::default(),
             zero,
             filled: false,
-            known: [None; 10],
+            facts: RegisterFacts::new(program, func),
         };
         t.load_invariants();
         t.find_last_branches();
@@ -317,7 +264,7 @@ impl<'a, 'b> Translator<'a, 'b> {
                 self.b.switch_to_block(blk);
                 self.schedule_seal(pc);
                 self.filled = false;
-                self.enter_block(pc);
+                self.facts.enter_block(self.program, pc);
                 self.charge_budget(pc);
             } else if self.filled {
                 // Unreachable code that starts no block: give it one.
@@ -325,7 +272,7 @@ impl<'a, 'b> Translator<'a, 'b> {
                 self.b.switch_to_block(blk);
                 self.b.seal_block(blk);
                 self.filled = false;
-                self.known = [None; 10];
+                self.facts.clear();
             }
             self.instr(pc, ins);
             for leader in std::mem::take(&mut self.seal_after[pc - self.func.start]) {
@@ -337,34 +284,6 @@ impl<'a, 'b> Translator<'a, 'b> {
         self.emit_traps();
         self.b.seal_all_blocks();
         header.and_then(|pc| self.blocks[pc - self.func.start])
-    }
-
-    /// At the start of the block of leader `pc`: what is known of the
-    /// registers carries over when only the previous instruction's fall
-    /// through leads here (no branch does), else nothing is known. After a
-    /// `jeq rX, 0` (64-bit), rX is not 0 here.
-    fn enter_block(&mut self, pc: usize) {
-        let k = pc - self.func.start;
-        let before = (k > 0).then(|| self.program.instrs()[pc - 1]);
-        let only_fall_through = self.last_branch_to[k].is_none()
-            && before.is_some_and(|i| !matches!(i, Instr::Ja { .. } | Instr::Exit));
-        if !only_fall_through {
-            self.known = [None; 10];
-            return;
-        }
-        if let Some(Instr::Jcond {
-            width: Width::W64,
-            cond: Cond::Eq,
-            dst,
-            src: Operand::Imm(0),
-            ..
-        }) = before
-        {
-            if let Some(Some(Known::MapValue { maybe_zero, .. })) = self.known.get_mut(dst as usize)
-            {
-                *maybe_zero = false;
-            }
-        }
     }
 
     fn charge_budget(&mut self, pc: usize) {
@@ -478,77 +397,8 @@ impl<'a, 'b> Translator<'a, 'b> {
     }
 
     fn set(&mut self, r: u8, v: Value) {
-        if let Some(k) = self.known.get_mut(r as usize) {
-            *k = None;
-        }
+        self.facts.set(r, None);
         self.b.def_var(self.regs[r as usize], v);
-    }
-
-    /// What is known of `r`'s value ([`Known`]); r10 is `r10 + 0`.
-    fn known_of(&self, r: u8) -> Option<Known> {
-        match r {
-            10 => Some(Known::Stack(0)),
-            _ => self.known.get(r as usize).copied().flatten(),
-        }
-    }
-
-    /// Records what is known of `r`'s value, just set.
-    fn set_known(&mut self, r: u8, fact: Option<Known>) {
-        if let Some(k) = self.known.get_mut(r as usize) {
-            *k = fact;
-        }
-    }
-
-    /// `Some(k)` when `r` holds `r10 + k`, as far as the code shows.
-    fn stack_offset(&self, r: u8) -> Option<i64> {
-        match self.known_of(r)? {
-            Known::Stack(k) => Some(k),
-            _ => None,
-        }
-    }
-
-    /// Where an access of `size` at `r + off` goes, when the code shows
-    /// that it is into array-map values that every run allows (writable
-    /// ones for a write): the values of an array map in
-    /// [`CompileOptions::array_maps`] are `max_entries * stride` bytes at
-    /// `values`, a region of every run. An access within one value's
-    /// stride through a lookup's result, or into a map's values at a
-    /// constant address, is allowed.
-    fn known_target(&self, r: u8, off: i16, size: MemSize, write: bool) -> Option<KnownTarget> {
-        let n = size.bytes() as i128;
-        let fits = |m: &ArrayMapLayout, at: i128, lo: i128, len: i128| {
-            (m.writable || !write) && at >= lo && at + n <= lo + len
-        };
-        match self.known_of(r)? {
-            Known::Stack(_) => None,
-            Known::MapValue { map, k, maybe_zero } => {
-                let at = k as i128 + off as i128;
-                fits(&map, at, 0, map.stride as i128).then_some(if maybe_zero {
-                    KnownTarget::AllowedUnlessZero
-                } else {
-                    KnownTarget::Allowed
-                })
-            }
-            Known::Const(c) => {
-                let at = c.wrapping_add(off as i64 as u64) as i128;
-                self.opts
-                    .array_maps
-                    .iter()
-                    .any(|m| {
-                        let len = m.max_entries as i128 * m.stride as i128;
-                        fits(m, at, m.values as i128, len)
-                    })
-                    .then_some(KnownTarget::Allowed)
-            }
-        }
-    }
-
-    /// Whether `[r + off, r + off + size)` is in the current frame, as far
-    /// as the current block shows (`r` is r10 or was set from it).
-    fn known_in_frame(&self, r: u8, off: i16, size: MemSize) -> bool {
-        self.stack_offset(r)
-            .and_then(|k| i16::try_from(k.checked_add(off as i64)?).ok())
-            .is_some_and(|o| statically_in_frame(10, o, size))
     }
 
     fn operand(&mut self, width: Width, src: Operand) -> Value {
@@ -591,16 +441,7 @@ impl<'a, 'b> Translator<'a, 'b> {
                 src,
             } => {
                 let ty = if width == Width::W64 { I64 } else { I32 };
-                let known = match (width, op, src) {
-                    (Width::W64, AluOp::Mov, Operand::Reg(s)) => self.known_of(s),
-                    (Width::W64, AluOp::Add, Operand::Imm(i)) => {
-                        self.known_of(dst).and_then(|k| k.offset_by(i as i64))
-                    }
-                    (Width::W64, AluOp::Sub, Operand::Imm(i)) => {
-                        self.known_of(dst).and_then(|k| k.offset_by(-(i as i64)))
-                    }
-                    _ => None,
-                };
+                let known = self.facts.after_alu(width, op, dst, src);
                 let r = match (op, src) {
                     // A move reads nothing of dst, and an immediate is
                     // made at its final width (no 32-bit constant widened).
@@ -628,7 +469,7 @@ impl<'a, 'b> Translator<'a, 'b> {
                     }
                 };
                 self.set(dst, r);
-                self.set_known(dst, known);
+                self.facts.set(dst, known);
             }
             Instr::Neg { width, dst } => {
                 let a = self.dst_value(width, dst);
@@ -717,7 +558,7 @@ impl<'a, 'b> Translator<'a, 'b> {
             Instr::Lddw { dst, value, .. } => {
                 let v = self.b.ins().iconst(I64, value as i64);
                 self.set(dst, v);
-                self.set_known(dst, Some(Known::Const(value)));
+                self.facts.set(dst, Some(Known::Const(value)));
             }
             Instr::LddwTail => {}
             Instr::Ja { target } => {
@@ -869,7 +710,7 @@ impl<'a, 'b> Translator<'a, 'b> {
     /// the access instruction: `(base, off)` when nothing is checked, else
     /// `(addr, 0)` after a check that branches to a trap unless
     /// `[addr, addr + size)` is allowed. An access the code shows to be in
-    /// the frame or in array-map values ([`Translator::known_target`]) is
+    /// the frame or in array-map values ([`RegisterFacts::target`]) is
     /// not checked, or, through a lookup's untested result, checked for 0
     /// alone before the full check. Otherwise the region the base most likely
     /// points into (the frame for r10 or a register set from it, else the
@@ -886,9 +727,11 @@ impl<'a, 'b> Translator<'a, 'b> {
         write: bool,
     ) -> (Value, i32) {
         let b = self.get(base);
-        let target = self.known_target(base, off, size, write);
+        let target = self
+            .facts
+            .target(base, off, size, write, &self.opts.array_maps);
         if !self.opts.checked
-            || self.known_in_frame(base, off, size)
+            || self.facts.in_frame(base, off, size)
             || target == Some(KnownTarget::Allowed)
         {
             // Nothing to check: the offset goes into the access itself.
@@ -925,7 +768,7 @@ impl<'a, 'b> Translator<'a, 'b> {
         let slow = self.b.create_block();
         self.b.set_cold_block(slow);
         let checks = [(start, mem_bound), (self.frame_lo, stack_bound)];
-        let (first, other) = if self.stack_offset(base).is_some() {
+        let (first, other) = if self.facts.stack_offset(base).is_some() {
             (checks[1], checks[0])
         } else {
             (checks[0], checks[1])
@@ -1073,18 +916,14 @@ impl<'a, 'b> Translator<'a, 'b> {
     /// checks it and traps exactly as on the other tiers. A key at a known
     /// offset in the frame (r2 = r10 - 4, as compilers write it) needs no
     /// test and no helper path. r1 to r5 are unchanged either way; r0 is
-    /// known to be a value of the map or 0 ([`Known::MapValue`]).
+    /// known to be a value of the map or 0 ([`Known::lookup_result`]).
     fn inline_array_lookup(&mut self, pc: usize, map: ArrayMapLayout) {
         let key_addr = self.get(2);
-        let value = Some(Known::MapValue {
-            map,
-            k: 0,
-            maybe_zero: true,
-        });
-        if self.known_in_frame(2, 0, MemSize::W) {
+        let value = Some(Known::lookup_result(map));
+        if self.facts.in_frame(2, 0, MemSize::W) {
             let r0 = self.array_value(key_addr, map);
             self.set(0, r0);
-            self.set_known(0, value);
+            self.facts.set(0, value);
             return;
         }
         let rel = self.b.ins().isub(key_addr, self.frame_lo);
@@ -1110,7 +949,7 @@ impl<'a, 'b> Translator<'a, 'b> {
         self.b.ins().jump(join, &[]);
         self.b.switch_to_block(join);
         self.b.seal_block(join);
-        self.set_known(0, value);
+        self.facts.set(0, value);
     }
 
     /// The address of the value that the 4-byte key at `key_addr` (in the
