@@ -62,7 +62,8 @@ impl<'ctx> FnTranslator<'_, 'ctx> {
     /// helper computes it (`values + key * stride`, or 0 when the key is
     /// out of range); any other key pointer goes to the helper, which
     /// checks it and traps exactly as on the other tiers. r1 to r5 are
-    /// unchanged either way.
+    /// unchanged either way; r0 is a value of the map or 0
+    /// ([`Known::lookup_result`]).
     pub(super) fn inline_array_lookup(&mut self, pc: usize, map: ArrayMapLayout) -> R<()> {
         let cg = self.cg;
         let b = &cg.builder;
@@ -115,6 +116,7 @@ impl<'ctx> FnTranslator<'_, 'ctx> {
         self.call_helper_table(pc, self.c64(MAP_LOOKUP_ELEM as u64))?;
         cg.builder.build_unconditional_branch(join).or_fail()?;
         cg.builder.position_at_end(join);
+        self.facts.get_mut().set(0, Some(Known::lookup_result(map)));
         Ok(())
     }
 

@@ -1,12 +1,15 @@
 //! Memory accesses: the checked address computation and atomics.
 
 use super::*;
-use bpfvm_engine::program::statically_in_frame;
 
 impl<'ctx> FnTranslator<'_, 'ctx> {
     /// Computes `base + off` and, in checked mode, branches to a trap unless
-    /// `[addr, addr + size)` is allowed. The input region and the current
-    /// frame are checked inline (the frame first for r10-based accesses);
+    /// `[addr, addr + size)` is allowed. An access the register facts put
+    /// in the frame or in array-map values
+    /// ([`bpfvm_engine::facts::RegisterFacts::target`]) is not checked, or,
+    /// through a lookup's untested result, tested for 0 before the full
+    /// check. The input region and the current frame are checked inline
+    /// (the frame first for r10 and registers known to hold `r10 + k`);
     /// anything else goes to the slow path of the mode (in the JIT: the
     /// extra region the last out-of-line check allowed, then a call).
     pub(super) fn checked_addr(
@@ -23,7 +26,15 @@ impl<'ctx> FnTranslator<'_, 'ctx> {
         let addr = b
             .build_int_add(base_v, self.c64(off as i64 as u64), "addr")
             .or_fail()?;
-        if !cg.opts.checked || statically_in_frame(base, off, size) {
+        let (target, in_frame, stack_based) = {
+            let facts = self.facts.borrow();
+            (
+                facts.target(base, off, size, write, &cg.opts.array_maps),
+                facts.in_frame(base, off, size),
+                facts.stack_offset(base).is_some(),
+            )
+        };
+        if !cg.opts.checked || in_frame || target == Some(KnownTarget::Allowed) {
             return Ok(addr);
         }
         let k = size.index();
@@ -33,14 +44,20 @@ impl<'ctx> FnTranslator<'_, 'ctx> {
             return Err(cg.fail("internal: bounds of a checked access size were not computed"));
         };
         let ok = self.new_block("inb");
+        if target == Some(KnownTarget::AllowedUnlessZero) {
+            // A lookup's result not yet tested: inside the value unless it
+            // is 0, which the full check below refuses.
+            let full = self.new_block("chk0");
+            let nonzero = b
+                .build_int_compare(IntPredicate::NE, base_v, self.c64(0), "nz")
+                .or_fail()?;
+            cg.branch_weighted(nonzero, ok, full, true)?;
+            b.position_at_end(full);
+        }
         let second = self.new_block("chk");
         let slow = self.new_block("slow");
         let checks = [(start, mem_bound), (self.frame_lo, stack_bound)];
-        let order = if base == FRAME_POINTER {
-            [1, 0]
-        } else {
-            [0, 1]
-        };
+        let order = if stack_based { [1, 0] } else { [0, 1] };
         // The first check is marked likely, the second not: range-check
         // elimination then versions loops on the first region only.
         for (likely, step, next) in [(true, order[0], second), (false, order[1], slow)] {

@@ -16,9 +16,11 @@
 //! `ctx.trap_code` after every call and return at once when it is set,
 //! exactly as the Cranelift tier does.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 
 use bpfvm_engine::backend::{ArrayMapLayout, CompileOptions};
+use bpfvm_engine::facts::{Known, KnownTarget, RegisterFacts};
 use bpfvm_engine::instr::{
     AluOp, AtomicOp, Cond, Endian, Instr, LddwPseudo, MemSize, Operand, Width,
 };
@@ -417,6 +419,9 @@ struct FnTranslator<'a, 'ctx> {
     blocks: Vec<Option<BasicBlock<'ctx>>>,
     /// Whether the current block already ends in a terminator.
     filled: bool,
+    /// What the code since the last merge point shows of the registers'
+    /// values, for the checks of the accesses through them (as tier 0).
+    facts: RefCell<RegisterFacts>,
 }
 
 impl<'a, 'ctx> FnTranslator<'a, 'ctx> {
@@ -475,6 +480,7 @@ impl<'a, 'ctx> FnTranslator<'a, 'ctx> {
             helper_count: None,
             blocks: vec![None; len],
             filled: false,
+            facts: RefCell::new(RegisterFacts::new(program, func)),
         };
         t.load_invariants()?;
         Ok(t)
@@ -597,12 +603,14 @@ impl<'a, 'ctx> FnTranslator<'a, 'ctx> {
                 }
                 self.cg.builder.position_at_end(blk);
                 self.filled = false;
+                self.facts.get_mut().enter_block(self.program, pc);
                 self.charge_budget(pc)?;
             } else if self.filled {
                 // Unreachable code that starts no block: give it one.
                 let blk = self.new_block("dead");
                 self.cg.builder.position_at_end(blk);
                 self.filled = false;
+                self.facts.get_mut().clear();
             }
             self.instr(pc, ins)?;
             pc += ins.slots();
@@ -693,6 +701,7 @@ impl<'a, 'ctx> FnTranslator<'a, 'ctx> {
     }
 
     fn set(&self, r: u8, v: IntValue<'ctx>) -> R<()> {
+        self.facts.borrow_mut().set(r, None);
         let slot = *self
             .regs
             .get(r as usize)
@@ -752,6 +761,7 @@ impl<'a, 'ctx> FnTranslator<'a, 'ctx> {
                 dst,
                 src,
             } => {
+                let known = self.facts.get_mut().after_alu(width, op, dst, src);
                 let a = self.narrow(width, self.get(dst)?)?;
                 let ty = self.ty(width);
                 let r = match (op, src) {
@@ -765,6 +775,7 @@ impl<'a, 'ctx> FnTranslator<'a, 'ctx> {
                 };
                 let r = self.widen(width, r)?;
                 self.set(dst, r)?;
+                self.facts.get_mut().set(dst, known);
             }
             Instr::Neg { width, dst } => {
                 let a = self.narrow(width, self.get(dst)?)?;
@@ -853,7 +864,7 @@ impl<'a, 'ctx> FnTranslator<'a, 'ctx> {
                 src,
             } => self.atomic(pc, size, op, fetch, base, off, src)?,
             Instr::Lddw { dst, value, pseudo } => {
-                let v = match (self.cg.mode, pseudo) {
+                let (v, known) = match (self.cg.mode, pseudo) {
                     (
                         Mode::Aot {
                             lddw_hooks: true,
@@ -861,11 +872,12 @@ impl<'a, 'ctx> FnTranslator<'a, 'ctx> {
                         },
                         Some(p),
                     ) if !(bake_functions && p.kind == bpfvm_engine::isa::PSEUDO_FUNC) => {
-                        self.lddw_hook(p)?
+                        (self.lddw_hook(p)?, None)
                     }
-                    _ => self.c64(value),
+                    _ => (self.c64(value), Some(Known::Const(value))),
                 };
                 self.set(dst, v)?;
+                self.facts.get_mut().set(dst, known);
             }
             Instr::LddwTail => {}
             Instr::Ja { target } => {
