@@ -54,13 +54,20 @@ impl<'ctx> FnTranslator<'_, 'ctx> {
             cg.branch_weighted(nonzero, ok, full, true)?;
             b.position_at_end(full);
         }
-        let second = self.new_block("chk");
         let slow = self.new_block("slow");
         let checks = [(start, mem_bound), (self.frame_lo, stack_bound)];
         let order = if stack_based { [1, 0] } else { [0, 1] };
-        // The first check is marked likely, the second not: range-check
-        // elimination then versions loops on the first region only.
-        for (likely, step, next) in [(true, order[0], second), (false, order[1], slow)] {
+        // JIT: the first check inline, the rest in one call (see
+        // `check_access_out_of_line`). Else the first check is marked
+        // likely, the second not: range-check elimination then versions
+        // loops on the first region only.
+        let steps = if cg.mode == Mode::Jit {
+            vec![(true, order[0], slow)]
+        } else {
+            let second = self.new_block("chk");
+            vec![(true, order[0], second), (false, order[1], slow)]
+        };
+        for (likely, step, next) in steps {
             let (lo, bound) = checks[step];
             let rel = b.build_int_sub(addr, lo, "rel").or_fail()?;
             let inside = b
@@ -73,20 +80,9 @@ impl<'ctx> FnTranslator<'_, 'ctx> {
         let code = if write { TRAP_STORE } else { TRAP_LOAD };
         match cg.mode {
             Mode::Jit => {
-                // First the extra region that the last out-of-line check
-                // allowed (`VmCtx::last_region_*`), then the call.
-                let lo = cg.load_field(self.ctx, OFFSET_LAST_REGION_START, cg.i64)?;
-                let limit_at = last_region_limit_offset(n as u64, write);
-                let limit = cg.load_field(self.ctx, limit_at, cg.i64)?;
-                let rel = b.build_int_sub(addr, lo, "rrel").or_fail()?;
-                let hit = b
-                    .build_int_compare(IntPredicate::ULT, rel, limit, "rhit")
-                    .or_fail()?;
-                let call = self.new_block("slowcall");
-                cg.branch_weighted(hit, ok, call, false)?;
-                b.position_at_end(call);
-                let check = self.check_access_decl(Linkage::External);
-                self.call_check(pc, check, addr, n, write, ok)?;
+                let check = self.check_access_out_of_line(n, write)?;
+                let args = [self.ctx.into(), addr.into(), self.frame_lo.into()];
+                self.call_check(pc, check, &args, addr, n, write, ok)?;
             }
             Mode::Aot { .. } => {
                 // Without a `bpfvm_check_access` (a weak reference) nothing
@@ -100,7 +96,14 @@ impl<'ctx> FnTranslator<'_, 'ctx> {
                 cg.branch_cold(missing, trap, call)?;
                 b.position_at_end(call);
                 // A host's own check cannot write the record: write it here.
-                self.call_check(pc, check, addr, n, write, ok)?;
+                let args = [
+                    self.ctx.into(),
+                    addr.into(),
+                    self.c64(n as u64).into(),
+                    self.c64(write as u64).into(),
+                    self.frame_lo.into(),
+                ];
+                self.call_check(pc, check, &args, addr, n, write, ok)?;
             }
             Mode::Ptx => {
                 let trap = self.trap(Some(code), Some(pc), Some(addr), n)?;
@@ -137,6 +140,92 @@ impl<'ctx> FnTranslator<'_, 'ctx> {
         }
     }
 
+    /// JIT: the rest of the check of an access of `n` bytes (a store when
+    /// `write`) that failed the inline one, as a cold `preserve_all`
+    /// function of the module, `(ctx, addr, frame_lo) -> allowed`: the
+    /// frame, the input, the extra region the last out-of-line check
+    /// allowed (`VmCtx::last_region_*`), then `bpfvm_check_access`, which
+    /// writes a refusal's record but for the pc. In the program's code
+    /// the cold path is then one call on `addr`: with the tests inline,
+    /// each address expression they use became an induction variable of
+    /// the loops around it (loop strength reduction), spilled on every
+    /// iteration (sort); `preserve_all` keeps the call from clobbering
+    /// the loop's registers.
+    pub(super) fn check_access_out_of_line(&self, n: u32, write: bool) -> R<FunctionValue<'ctx>> {
+        let cg = self.cg;
+        let name = format!("bpfvm_check_{n}{}", if write { "w" } else { "r" });
+        if let Some(f) = cg.module.get_function(&name) {
+            return Ok(f);
+        }
+        let c_check = self.check_access_decl(Linkage::External);
+        let i64 = cg.i64;
+        let ty = i64.fn_type(&[cg.ptr.into(), i64.into(), i64.into()], false);
+        let f = cg.module.add_function(&name, ty, Some(Linkage::Internal));
+        f.set_call_conventions(CALL_CONV_PRESERVE_ALL);
+        for a in ["cold", "noinline", "nounwind"] {
+            f.add_attribute(AttributeLoc::Function, cg.attr(a));
+        }
+        let b = &cg.builder;
+        let resume = b.get_insert_block();
+        let block = |name: &str| cg.context.append_basic_block(f, name);
+        let (entry, yes) = (block("entry"), block("yes"));
+        b.position_at_end(entry);
+        let param = |k: u32| {
+            f.get_nth_param(k)
+                .ok_or_else(|| cg.fail("missing parameter"))
+        };
+        let ctx = param(0)?.into_pointer_value();
+        let addr = param(1)?.into_int_value();
+        let frame_lo = param(2)?.into_int_value();
+        let c = |v: u64| i64.const_int(v, false);
+        // `addr - lo < bound`, else on to the next test.
+        let test = |lo: IntValue<'ctx>, bound: IntValue<'ctx>, next: &str| -> R<()> {
+            let rel = b.build_int_sub(addr, lo, "rel").or_fail()?;
+            let inside = b
+                .build_int_compare(IntPredicate::ULT, rel, bound, "in")
+                .or_fail()?;
+            let next = block(next);
+            b.build_conditional_branch(inside, yes, next).or_fail()?;
+            b.position_at_end(next);
+            Ok(())
+        };
+        let top = cg.load_field(ctx, OFFSET_STACK_TOP, i64)?;
+        let window = b.build_int_sub(top, frame_lo, "window").or_fail()?;
+        let bound = b.build_int_sub(window, c(n as u64 - 1), "sb").or_fail()?;
+        test(frame_lo, bound, "input")?;
+        let start = cg.load_field(ctx, OFFSET_MEM_START, i64)?;
+        let end = cg.load_field(ctx, OFFSET_MEM_END, i64)?;
+        let len = b.build_int_sub(end, start, "len").or_fail()?;
+        let big = b
+            .build_int_compare(IntPredicate::UGE, len, c(n as u64), "big")
+            .or_fail()?;
+        let bound = b.build_int_sub(len, c(n as u64 - 1), "mb").or_fail()?;
+        let bound = b
+            .build_select(big, bound, c(0), "mb")
+            .or_fail()?
+            .into_int_value();
+        test(start, bound, "region")?;
+        let lo = cg.load_field(ctx, OFFSET_LAST_REGION_START, i64)?;
+        let limit = cg.load_field(ctx, last_region_limit_offset(n as u64, write), i64)?;
+        test(lo, limit, "call")?;
+        let args: [BasicMetadataValueEnum; 5] = [
+            ctx.into(),
+            addr.into(),
+            c(n as u64).into(),
+            c(write as u64).into(),
+            frame_lo.into(),
+        ];
+        let call = b.build_call(c_check, &args, "allowed").or_fail()?;
+        let allowed = cg.int_result(call)?;
+        b.build_return(Some(&allowed)).or_fail()?;
+        b.position_at_end(yes);
+        b.build_return(Some(&c(1))).or_fail()?;
+        if let Some(block) = resume {
+            b.position_at_end(block);
+        }
+        Ok(f)
+    }
+
     pub(super) fn check_access_decl(&self, linkage: Linkage) -> FunctionValue<'ctx> {
         let i64 = self.cg.i64;
         let existed = self.cg.module.get_function(CHECK_ACCESS).is_some();
@@ -150,27 +239,24 @@ impl<'ctx> FnTranslator<'_, 'ctx> {
         f
     }
 
-    /// Calls `bpfvm_check_access(ctx, addr, n, write, frame_lo)`: on 0 the
-    /// engine's has recorded the trap and the pc is added here (JIT); in
-    /// AOT code the whole record is written here.
+    /// Calls the out-of-line check `check` (in its calling convention) on
+    /// the access of `n` bytes at `addr` and goes on to `ok` unless it
+    /// answers 0. Then the engine's check has recorded the trap and the pc
+    /// is added here (JIT); in AOT code the whole record is written here.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn call_check(
         &self,
         pc: usize,
         check: FunctionValue<'ctx>,
+        args: &[BasicMetadataValueEnum<'ctx>],
         addr: IntValue<'ctx>,
         n: u32,
         write: bool,
         ok: BasicBlock<'ctx>,
     ) -> R<()> {
         let b = &self.cg.builder;
-        let args: [BasicMetadataValueEnum; 5] = [
-            self.ctx.into(),
-            addr.into(),
-            self.c64(n as u64).into(),
-            self.c64(write as u64).into(),
-            self.frame_lo.into(),
-        ];
-        let call = b.build_call(check, &args, "allowed").or_fail()?;
+        let call = b.build_call(check, args, "allowed").or_fail()?;
+        call.set_call_convention(check.get_call_conventions());
         let allowed = self.cg.int_result(call)?;
         let denied = b
             .build_int_compare(IntPredicate::EQ, allowed, self.c64(0), "denied")

@@ -51,6 +51,8 @@ const FASTCC: u32 = 8;
 
 /// Name of the out-of-line memory check (the engine's `bpfvm_check_access`).
 pub(crate) const CHECK_ACCESS: &str = "bpfvm_check_access";
+/// LLVM's `preserve_allcc` (`llvm::CallingConv::PreserveAll`).
+pub(crate) const CALL_CONV_PRESERVE_ALL: u32 = 15;
 
 /// AOT: `callx` goes through this external `(id, r1..r5) -> r0`.
 pub(crate) const AOT_CALLX: &str = "__bpfvm_callx";
