@@ -6,6 +6,14 @@
 //! the same number of pages: a small program's compile then costs one
 //! `mprotect` instead of an `mmap`, its page faults and a `munmap`, which
 //! was a fifth of tier 0's compile time for the smallest programs.
+//!
+//! Each mapping has an inaccessible guard page on either side. Without
+//! them the kernel merges a mapping with its neighbours of the same
+//! protection (another program's code, other anonymous memory), and every
+//! `mprotect` then splits and re-merges those areas: a pair of
+//! `mprotect`s of one page cost 3.9 µs instead of 1.5 µs (BENCHMARKS.md,
+//! session 12). The guards also turn a jump or a read just past the code
+//! into a fault rather than into someone else's memory.
 
 use std::sync::Mutex;
 
@@ -35,7 +43,9 @@ pub(crate) struct FunctionCode {
 /// 8); 64 also keeps larger loops on the fewest lines.
 pub(crate) const LOOP_ALIGN: usize = 64;
 
-/// A mapping holding a program's machine code.
+/// A mapping holding a program's machine code: `len` bytes at `ptr`,
+/// between two guard pages (the whole reservation is `len` plus two
+/// pages, from `ptr` minus one page).
 pub(crate) struct CodeMemory {
     ptr: *mut u8,
     len: usize,
@@ -75,8 +85,10 @@ impl Drop for CodeMemory {
                 return;
             }
         }
-        // SAFETY: as above; nothing refers to the mapping any more.
-        unsafe { libc::munmap(ptr.cast(), len) };
+        let page = page_size();
+        // SAFETY: as above, with its guard pages; nothing refers to the
+        // reservation any more.
+        unsafe { libc::munmap(ptr.sub(page).cast(), len + 2 * page) };
     }
 }
 
@@ -91,29 +103,39 @@ fn page_size() -> usize {
 }
 
 impl CodeMemory {
-    /// A new writable mapping of `len` bytes.
+    /// A new writable mapping of `len` bytes (a multiple of the page
+    /// size) between two inaccessible guard pages.
     fn map(len: usize) -> Result<CodeMemory, String> {
-        // SAFETY: an anonymous private mapping with no address hint.
-        let ptr = unsafe {
+        let page = page_size();
+        let total = len + 2 * page;
+        // SAFETY: an anonymous private reservation with no address hint.
+        let base = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
+                total,
+                libc::PROT_NONE,
                 libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
                 -1,
                 0,
             )
         };
-        if ptr == libc::MAP_FAILED {
+        if base == libc::MAP_FAILED {
             return Err(format!(
-                "mmap of {len} bytes failed: {}",
+                "mmap of {total} bytes failed: {}",
                 std::io::Error::last_os_error()
             ));
         }
-        Ok(CodeMemory {
-            ptr: ptr.cast(),
-            len,
-        })
+        // SAFETY: `page + len <= total`: inside the reservation.
+        let ptr = unsafe { base.cast::<u8>().add(page) };
+        // SAFETY: the pages between the guards, in the reservation above.
+        let rw = unsafe { libc::mprotect(ptr.cast(), len, libc::PROT_READ | libc::PROT_WRITE) };
+        if rw != 0 {
+            let e = std::io::Error::last_os_error();
+            // SAFETY: the reservation made above, not used by anything.
+            unsafe { libc::munmap(base, total) };
+            return Err(format!("mprotect of {len} bytes failed: {e}"));
+        }
+        Ok(CodeMemory { ptr, len })
     }
 
     /// Places `functions` (aligned to `align`) in a new mapping, resolves
@@ -239,6 +261,39 @@ mod tests {
             callees: Vec::new(),
             alignment: 1,
             loop_header: None,
+        }
+    }
+
+    /// The protection `/proc/self/maps` shows for the page at `addr`.
+    fn protection_at(addr: usize) -> Option<String> {
+        let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+        maps.lines().find_map(|line| {
+            let mut fields = line.split_whitespace();
+            let (lo, hi) = fields.next()?.split_once('-')?;
+            let lo = usize::from_str_radix(lo, 16).ok()?;
+            let hi = usize::from_str_radix(hi, 16).ok()?;
+            (lo <= addr && addr < hi).then(|| fields.next().unwrap_or("").to_string())
+        })
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn code_lies_between_inaccessible_guard_pages() {
+        let n = 7 * 4096 - 300;
+        let (mem, _) = CodeMemory::place(&[function(0xc3, n)], 16).unwrap();
+        let (lo, hi) = (mem.ptr as usize, mem.ptr as usize + mem.len);
+        let page = page_size();
+        assert_eq!(protection_at(lo).as_deref(), Some("r-xp"));
+        assert_eq!(protection_at(hi - 1).as_deref(), Some("r-xp"));
+        assert_eq!(protection_at(lo - 1).as_deref(), Some("---p"));
+        assert_eq!(protection_at(hi).as_deref(), Some("---p"));
+        assert_eq!(protection_at(hi + page - 1).as_deref(), Some("---p"));
+        drop(mem);
+        // Pooled (unless a test running beside this one filled the pool,
+        // and then unmapped): writable, still between its guards.
+        if protection_at(lo).as_deref() == Some("rw-p") {
+            assert_eq!(protection_at(lo - 1).as_deref(), Some("---p"));
+            assert_eq!(protection_at(hi).as_deref(), Some("---p"));
         }
     }
 

@@ -268,8 +268,9 @@ fn compile_with(
         let header;
         {
             let mut b = FunctionBuilder::new(&mut ctx.func, fctx);
-            let callee_sig = b.import_signature(internal.clone());
-            // Import only the functions this one calls.
+            // Import only the functions this one calls, and the signatures
+            // it uses (each import is ABI work in every compile).
+            let mut callee_sig = None;
             let mut refs = HashMap::new();
             for pc in f.start..f.end {
                 let Instr::CallLocal { target } = program.instrs()[pc] else {
@@ -283,21 +284,21 @@ fn compile_with(
                     .func
                     .declare_imported_user_function(UserExternalName::new(0, target as u32));
                 callees.push((name, target as u32));
+                let signature =
+                    *callee_sig.get_or_insert_with(|| b.import_signature(internal.clone()));
                 let r = b.import_function(ExtFuncData {
                     name: ExternalName::User(name),
-                    signature: callee_sig,
+                    signature,
                     colocated: true,
                     patchable: false,
                 });
                 refs.insert(target, r);
             }
-            let helper_sig = b.import_signature(signature(isa, 7));
-            let check_sig = b.import_signature(slow_path::signature());
             let lookup = |start: usize| refs.get(&start).copied();
             let ext = Externals {
                 funcs: &lookup,
-                helper_sig,
-                check_sig,
+                helper_sig: signature(isa, 7),
+                check_sig: slow_path::signature(),
                 check_fn: check_fn as i64,
             };
             header = Translator::new(&mut b, program, opts, &ext, *f).translate();

@@ -16,7 +16,7 @@ use bpfvm_engine::vmctx::*;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::types::{I16, I32, I64, I8};
 use cranelift_codegen::ir::{
-    AtomicRmwOp, Block, FuncRef, InstBuilder, MemFlagsData, SigRef, Type, Value,
+    AtomicRmwOp, Block, FuncRef, InstBuilder, MemFlagsData, SigRef, Signature, Type, Value,
 };
 use cranelift_frontend::{FunctionBuilder, Variable};
 
@@ -26,10 +26,11 @@ use crate::slow_path;
 pub(crate) struct Externals<'a> {
     /// The program's functions, by start pc, imported into this function.
     pub funcs: &'a dyn Fn(usize) -> Option<FuncRef>,
-    /// Signature of `HelperFn`.
-    pub helper_sig: SigRef,
-    /// Signature of the out-of-line check ([`crate::slow_path`]).
-    pub check_sig: SigRef,
+    /// Signature of `HelperFn`, imported at its first use.
+    pub helper_sig: Signature,
+    /// Signature of the out-of-line check ([`crate::slow_path`]), imported
+    /// at its first use.
+    pub check_sig: Signature,
     /// Its address (checked code only).
     pub check_fn: i64,
 }
@@ -91,6 +92,9 @@ pub(crate) struct Translator<'a, 'b> {
     zero: Value,
     /// Whether the current block already ends in a terminator.
     filled: bool,
+    /// `Externals::helper_sig` and `check_sig` once imported.
+    helper_sig: Option<SigRef>,
+    check_sig: Option<SigRef>,
     /// What the code since the last merge point shows of the registers'
     /// values, for the checks of the accesses through them.
     facts: RegisterFacts,
@@ -154,6 +158,8 @@ impl<'a, 'b> Translator<'a, 'b> {
             exits: TrapExits::default(),
             zero,
             filled: false,
+            helper_sig: None,
+            check_sig: None,
             facts: RegisterFacts::new(program, func),
         };
         t.load_invariants();
@@ -797,7 +803,13 @@ impl<'a, 'b> Translator<'a, 'b> {
         let access = self.b.ins().iconst(I64, slow_path::access(pc, size, write));
         let f = self.b.ins().iconst(I64, self.ext.check_fn);
         let args = [self.ctx, addr, access, self.frame_lo];
-        self.b.ins().call_indirect(self.ext.check_sig, f, &args);
+        let sig = match self.check_sig {
+            Some(sig) => sig,
+            None => *self
+                .check_sig
+                .insert(self.b.import_signature(self.ext.check_sig.clone())),
+        };
+        self.b.ins().call_indirect(sig, f, &args);
         let allowed = self
             .b
             .ins()
@@ -898,7 +910,13 @@ impl<'a, 'b> Translator<'a, 'b> {
         for r in 1..=5 {
             args.push(self.get(r));
         }
-        let call = self.b.ins().call_indirect(self.ext.helper_sig, func, &args);
+        let sig = match self.helper_sig {
+            Some(sig) => sig,
+            None => *self
+                .helper_sig
+                .insert(self.b.import_signature(self.ext.helper_sig.clone())),
+        };
+        let call = self.b.ins().call_indirect(sig, func, &args);
         let r0 = self.b.inst_results(call)[0];
         let code = self
             .b
