@@ -33,6 +33,9 @@ pub struct FuzzConfig {
     pub checked: bool,
     /// Generate accesses to host regions too ([`GenOptions::host_regions`]).
     pub host_regions: bool,
+    /// Start programs with a test of the input's length
+    /// ([`GenOptions::length_guards`]).
+    pub length_guards: bool,
     pub budget: Option<u64>,
     /// Every tier at this optimisation level; `None`: each at the level the
     /// runtime compiles it at ([`opt_level`]).
@@ -235,6 +238,7 @@ pub fn run_backends(
 ) -> Result<FuzzReport, CliError> {
     let gen = GenOptions {
         host_regions: config.host_regions,
+        length_guards: config.length_guards,
         ..generator_options(config.checked)
     };
     let opts = CompileOptions {
@@ -448,6 +452,7 @@ mod tests {
             save: None,
             checked: true,
             host_regions: true,
+            length_guards: true,
             budget: Some(100_000),
             opt_level: Some(1),
             stall: Duration::from_secs(600),
@@ -569,6 +574,7 @@ mod tests {
             save,
             checked: true,
             host_regions: false,
+            length_guards: false,
             budget: Some(100_000),
             opt_level: Some(1),
             stall,

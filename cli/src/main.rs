@@ -180,6 +180,11 @@ struct FuzzArgs {
     /// other than the input and the stack. Other seeds than without it.
     #[arg(long)]
     host_regions: bool,
+    /// Programs start with a test of the input's length (`if len < N goto
+    /// end`), after which the JITs leave accesses below N unchecked. Other
+    /// seeds than without it.
+    #[arg(long)]
+    length_guards: bool,
     /// Instruction budget per run (compares the instructions counted too).
     #[arg(long, value_name = "N", default_value_t = 1_000_000)]
     budget: u64,
@@ -740,6 +745,7 @@ fn fuzz(args: FuzzArgs) -> Result<u8> {
         save: args.save.clone(),
         checked: !args.unchecked,
         host_regions: args.host_regions,
+        length_guards: args.length_guards,
         budget: Some(args.budget),
         opt_level: args.opt,
         stall: args.stall,
@@ -762,6 +768,7 @@ fn fuzz(args: FuzzArgs) -> Result<u8> {
             "tiers": tiers,
             "checked": !args.unchecked,
             "host_regions": args.host_regions,
+            "length_guards": args.length_guards,
             "opt_levels": args
                 .tiers
                 .iter()

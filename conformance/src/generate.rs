@@ -125,6 +125,11 @@ pub struct GenOptions {
     /// still give the same programs. (Map lookups came after the first
     /// host-region campaigns: their seeds give other programs since.)
     pub host_regions: bool,
+    /// Start with a test of the input's length (`if len < N goto end`, or
+    /// an equivalent form, on r2 or a copy of it), after which the JITs
+    /// trust accesses below N (`bpfvm_engine::facts`). Off by default, so
+    /// that the seeds of earlier campaigns still give the same programs.
+    pub length_guards: bool,
 }
 
 impl Default for GenOptions {
@@ -136,6 +141,7 @@ impl Default for GenOptions {
             local_calls: true,
             checksum: false,
             host_regions: false,
+            length_guards: false,
         }
     }
 }
@@ -230,6 +236,7 @@ pub fn generate(seed: u64, opts: &GenOptions) -> Vec<Insn> {
     // when the program must not depend on the memory's address).
     g.asm
         .emit(Insn::new(CLS_ALU64 | ALU_MOV | SRC_X, 9, 1, 0, 0));
+    let too_short = opts.length_guards.then(|| g.length_guard());
     for r in [0u8, 2, 3, 4, 5, 6, 7, 8] {
         g.load_value(r);
     }
@@ -249,6 +256,11 @@ pub fn generate(seed: u64, opts: &GenOptions) -> Vec<Insn> {
             (DUMP_OFFSET + 8 * r as usize) as i16,
             0,
         ));
+    }
+    // A failed length test skips the dump (r1 still holds the memory's
+    // address then).
+    if let Some(l) = too_short {
+        g.asm.bind(l);
     }
     if opts.checksum {
         g.checksum_epilogue();
@@ -297,6 +309,43 @@ impl Gen<'_> {
         a.emit(Insn::new(CLS_ALU64 | ALU_ADD | SRC_K, 1, 0, 0, 8));
         a.emit(Insn::new(CLS_ALU64 | ALU_SUB | SRC_K, 2, 0, 0, 1));
         a.emit_to(Insn::new(CLS_JMP | JMP_JNE | SRC_K, 2, 0, 0, 0), head);
+    }
+
+    /// `if len < N goto end` on r2 (the input's length) or a copy of it,
+    /// in one of its forms: below N, accesses through r9 may go
+    /// unchecked. N is mostly at most the memory's size; sometimes past
+    /// it (the whole program is skipped). Returns the label `end`.
+    fn length_guard(&mut self) -> usize {
+        let end = self.asm.label();
+        let n = self.rng.pick(&[
+            8i32,
+            64,
+            128,
+            DUMP_OFFSET as i32,
+            MEM_SIZE as i32 - 4,
+            MEM_SIZE as i32,
+            MEM_SIZE as i32,
+            MEM_SIZE as i32 + 8,
+        ]);
+        let r = if self.rng.chance(30) {
+            self.asm
+                .emit(Insn::new(CLS_ALU64 | ALU_MOV | SRC_X, 3, 2, 0, 0));
+            3
+        } else {
+            2
+        };
+        let class = if self.rng.chance(25) {
+            CLS_JMP32
+        } else {
+            CLS_JMP
+        };
+        let test = if self.rng.chance(50) {
+            Insn::new(class | JMP_JLT | SRC_K, r, 0, 0, n)
+        } else {
+            Insn::new(class | JMP_JLE | SRC_K, r, 0, 0, n - 1)
+        };
+        self.asm.emit_to(test, end);
+        end
     }
 
     fn reg(&mut self) -> u8 {
@@ -898,7 +947,13 @@ mod tests {
             host_regions: true,
             ..GenOptions::default()
         };
-        for (seed, opts) in (0..500).flat_map(|s| [(s, &plain), (s, &regions)]) {
+        let guards = GenOptions {
+            length_guards: true,
+            checksum: true,
+            ..GenOptions::default()
+        };
+        let all = [&plain, &regions, &guards];
+        for (seed, opts) in (0..500).flat_map(|s| all.map(|o| (s, o))) {
             let p = generate(seed, opts);
             assert_eq!(p, generate(seed, opts));
             if let Err(e) = verify(p.clone(), &VerifyOptions::default()) {
@@ -907,6 +962,56 @@ mod tests {
                     bpfvm::engine::disasm::disassemble(&p)
                 );
             }
+        }
+    }
+
+    /// With length guards, programs test r2 or a copy of it first, in the
+    /// 64- and 32-bit forms of `<` and `<=`, and a test that fails skips to
+    /// the end; the default options add no test.
+    #[test]
+    fn length_guards_come_first_in_every_form() {
+        use bpfvm::engine::instr::{decode, Cond, Instr, Width};
+        let opts = GenOptions {
+            length_guards: true,
+            ..GenOptions::default()
+        };
+        let mut forms = std::collections::BTreeSet::new();
+        for seed in 0..200 {
+            let p = generate(seed, &opts);
+            let k = if p[1].code == CLS_ALU64 | ALU_MOV | SRC_X {
+                2
+            } else {
+                1
+            };
+            let Ok(Instr::Jcond {
+                width,
+                cond,
+                dst,
+                target,
+                ..
+            }) = decode(&p, k)
+            else {
+                panic!("seed {seed}: no test at pc {k}");
+            };
+            assert!(matches!(cond, Cond::Lt | Cond::Le), "seed {seed}");
+            assert_eq!(dst, if k == 2 { 3 } else { 2 }, "seed {seed}");
+            assert!(
+                target as usize > k + 1 && (target as usize) < p.len(),
+                "seed {seed}"
+            );
+            forms.insert((width == Width::W64, cond == Cond::Lt, k));
+        }
+        assert_eq!(forms.len(), 8, "{forms:?}");
+        // Off by default: pc 1 then loads r0.
+        for seed in 0..50 {
+            let p = generate(seed, &GenOptions::default());
+            assert!(
+                matches!(
+                    decode(&p, 1),
+                    Ok(Instr::Alu { dst: 0, .. } | Instr::Lddw { dst: 0, .. })
+                ),
+                "seed {seed}"
+            );
         }
     }
 

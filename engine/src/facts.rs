@@ -6,8 +6,10 @@
 //! Facts come from the instructions since the last point where control
 //! flow merges: a block that only the previous one falls through to (no
 //! branch leads there) continues what that one knew; any other block
-//! starts knowing nothing but r10. What an access through a register with
-//! a fact needs ([`RegisterFacts::target`]):
+//! starts knowing r10, and what the function's first block established
+//! of registers that nothing after that block writes (the first block runs
+//! before every other one, unless a jump leads back to it). What an access
+//! through a register with a fact needs ([`RegisterFacts::target`]):
 //!
 //! - `r10 + k` ([`Known::Stack`]): nothing when the access is statically
 //!   inside the current frame;
@@ -17,11 +19,19 @@
 //!   before that, a test for 0 alone;
 //! - a constant from `lddw` ([`Known::Const`], a global variable's
 //!   address for one): nothing when the access lies in an array map's
-//!   values.
+//!   values;
+//! - `input + k` ([`Known::Input`], r1 at the program's entry): nothing
+//!   when the access lies within the length that the tests of r2 on every
+//!   path to it have established (`if r2 < 16 goto out` and the like:
+//!   [`input_length_floors`]).
 //!
 //! The map rules rest on what [`crate::backend::ArrayMapLayout`] promises:
 //! the `max_entries * stride` bytes at `values` are a region of every run
 //! (writable when the map is), so the interpreter allows such an access.
+//! The input rule rests on what [`crate::backend::CompiledCode::call`]
+//! promises of r1 and r2: the input's start and length, or r2 = 0 (then
+//! no test of r2 establishes a length above 0, and no access is left
+//! unchecked).
 
 use crate::backend::ArrayMapLayout;
 use crate::instr::{AluOp, Cond, Instr, MemSize, Operand, Width};
@@ -43,6 +53,11 @@ pub enum Known {
     },
     /// A constant from `lddw`.
     Const(u64),
+    /// `k` bytes into the input (r1 at the program's entry, then moves and
+    /// `add`/`sub` of immediates).
+    Input(i64),
+    /// The input's length (r2 at the program's entry, and its copies).
+    InputLength,
 }
 
 impl Known {
@@ -71,6 +86,8 @@ impl Known {
             // 0 + d is no value's address.
             Known::MapValue { .. } => None,
             Known::Const(c) => Some(Known::Const(c.wrapping_add(d as u64))),
+            Known::Input(k) => Some(Known::Input(k.checked_add(d)?)),
+            Known::InputLength => None,
         }
     }
 }
@@ -92,37 +109,80 @@ pub struct RegisterFacts {
     /// Per pc of the function (relative): whether a jump leads there.
     jumped_to: Vec<bool>,
     start: usize,
+    /// Per pc of the function (relative): the input length every path
+    /// there has established ([`input_length_floors`]); empty when the
+    /// input facts do not apply.
+    input_floors: Vec<u64>,
+    /// That length at the current pc.
+    input_floor: u64,
+    /// Where the function's first block ends (absolute pc).
+    entry_end: usize,
+    /// Registers (bit r) that nothing from `entry_end` on writes (every
+    /// call counts as writing r0 to r5).
+    kept: u16,
+    /// What the first block established of the `kept` registers: true in
+    /// every later block (once the translation has passed `entry_end`).
+    stable: [Option<Known>; 10],
 }
 
 impl RegisterFacts {
-    /// For translating `func` of `program`: nothing known yet.
-    pub fn new(program: &Program, func: Function) -> RegisterFacts {
-        let mut jumped_to = vec![false; func.end - func.start];
-        for pc in func.start..func.end {
-            let target = program.instrs()[pc].branch_target();
-            if let Some(k) = target.and_then(|t| usize::try_from(t).ok()?.checked_sub(func.start)) {
-                if let Some(j) = jumped_to.get_mut(k) {
-                    *j = true;
+    /// For translating `func` of `program`: nothing known yet, but when
+    /// `input_args` (the code is called as [`crate::backend::CompiledCode::call`]
+    /// promises) and `func` is the program's entry, r1 is the input and r2
+    /// its length.
+    pub fn new(program: &Program, func: Function, input_args: bool) -> RegisterFacts {
+        let jumped_to = jump_targets(program, func);
+        let mut known = [None; 10];
+        let mut input_floors = Vec::new();
+        if input_args && func.start == 0 {
+            known[1] = Some(Known::Input(0));
+            known[2] = Some(Known::InputLength);
+            input_floors = input_length_floors(program, func, &jumped_to);
+        }
+        let entry_end = (func.start + 1..func.end)
+            .find(|&pc| program.is_block_start(pc))
+            .unwrap_or(func.end);
+        let mut written = 0u16;
+        for i in &program.instrs()[entry_end..func.end] {
+            written |= match *i {
+                Instr::CallHelper { .. } | Instr::CallLocal { .. } | Instr::CallReg { .. } => {
+                    0b11_1111
                 }
-            }
+                _ => i.written_reg().map_or(0, |r| 1 << r),
+            };
         }
         RegisterFacts {
-            known: [None; 10],
+            known,
             jumped_to,
             start: func.start,
+            input_floors,
+            input_floor: 0,
+            entry_end,
+            kept: !written,
+            stable: [None; 10],
         }
     }
 
     /// At the start of the block at `pc`: the facts carry over when only
     /// the previous instruction's fall-through leads here, and after a
-    /// 64-bit `jeq rX, 0` rX is not 0; otherwise nothing is known.
+    /// 64-bit `jeq rX, 0` rX is not 0; otherwise nothing is known. The
+    /// function's first block keeps the facts it starts with unless a jump
+    /// leads back to it.
     pub fn enter_block(&mut self, program: &Program, pc: usize) {
         let k = pc - self.start;
+        self.input_floor = self.input_floors.get(k).copied().unwrap_or(0);
+        if k == 0 && !self.jumped_to[0] {
+            return;
+        }
+        if pc == self.entry_end && !self.jumped_to[0] {
+            for (r, fact) in self.stable.iter_mut().enumerate() {
+                *fact = self.known[r].filter(|_| self.kept >> r & 1 == 1);
+            }
+        }
         let before = (k > 0).then(|| program.instrs()[pc - 1]);
-        let only_fall_through = !self.jumped_to[k]
-            && before.is_some_and(|i| !matches!(i, Instr::Ja { .. } | Instr::Exit));
+        let only_fall_through = only_fall_through(&self.jumped_to, k, before);
         if !only_fall_through {
-            self.clear();
+            self.known = self.stable;
             return;
         }
         if let Some(Instr::Jcond {
@@ -143,6 +203,7 @@ impl RegisterFacts {
     /// Forgets everything (code that no block starts).
     pub fn clear(&mut self) {
         self.known = [None; 10];
+        self.input_floor = 0;
     }
 
     /// What is known of `r`; r10 is `r10 + 0`.
@@ -223,7 +284,186 @@ impl RegisterFacts {
                     })
                     .then_some(KnownTarget::Allowed)
             }
+            // The input is always writable.
+            Known::Input(k) => {
+                let at = k as i128 + off as i128;
+                (at >= 0 && at + n <= self.input_floor as i128).then_some(KnownTarget::Allowed)
+            }
+            Known::InputLength => None,
         }
+    }
+}
+
+/// Per pc of `func` (relative): whether a jump leads there.
+fn jump_targets(program: &Program, func: Function) -> Vec<bool> {
+    let mut jumped_to = vec![false; func.end - func.start];
+    for pc in func.start..func.end {
+        let target = program.instrs()[pc].branch_target();
+        if let Some(k) = target.and_then(|t| usize::try_from(t).ok()?.checked_sub(func.start)) {
+            if let Some(j) = jumped_to.get_mut(k) {
+                *j = true;
+            }
+        }
+    }
+    jumped_to
+}
+
+/// Whether only the fall-through of `before` (the instruction before
+/// relative pc `k`, if any) leads to `k`.
+fn only_fall_through(jumped_to: &[bool], k: usize, before: Option<Instr>) -> bool {
+    !jumped_to[k] && before.is_some_and(|i| i.falls_through())
+}
+
+/// Per pc of the entry function `func` (relative): a length the input is
+/// known to have there, from the tests of r2 (the input's length at the
+/// entry) on the paths leading there.
+///
+/// A conditional jump that compares a register holding r2's entry value
+/// with an immediate bounds the length on one of its edges: the
+/// fall-through of `if len < N` and the jump of `if len >= N` know
+/// `len >= N` (likewise `<=`/`>` with `N + 1`, `==` on its jump, `!=` on
+/// its fall-through; 32-bit forms compare the low word, which is at most
+/// the length). A block knows the least of what its incoming edges know
+/// (a forward data-flow problem, solved to its fixed point, so that loops
+/// and any jumps backwards are accounted for); the first block knows 0.
+/// Which registers hold r2's entry value is followed as [`RegisterFacts`]
+/// follows facts (copies by 64-bit `mov`; a block that a jump leads to
+/// knows none), except that every call forgets r0 to r5. A block that no
+/// path reaches gets 0. Empty when no such test exists (0 everywhere).
+pub fn input_length_floors(program: &Program, func: Function, jumped_to: &[bool]) -> Vec<u64> {
+    let instrs = &program.instrs()[func.start..func.end];
+    let len = instrs.len();
+    // Block starts (relative): the first pc, jump targets, pcs after a
+    // branch or exit, and wherever the program starts a block (so that a
+    // translator entering each of its blocks meets every change here).
+    let mut leader: Vec<bool> = (0..len)
+        .map(|k| k == 0 || jumped_to[k] || program.is_block_start(func.start + k))
+        .collect();
+    for (k, i) in instrs.iter().enumerate() {
+        let ends = matches!(i, Instr::Jcond { .. } | Instr::Ja { .. } | Instr::Exit);
+        if ends && k + i.slots() < len {
+            leader[k + i.slots()] = true;
+        }
+    }
+    let starts: Vec<usize> = (0..len).filter(|&k| leader[k]).collect();
+    let block_of = |k: usize| starts.partition_point(|&s| s <= k) - 1;
+    // Each block's edges: (successor block, what the edge knows), at most
+    // a jump and a fall-through.
+    const NONE: (usize, u64) = (usize::MAX, 0);
+    let mut edges = vec![[NONE; 2]; starts.len()];
+    let mut any_test = false;
+    // Registers (bit r) holding r2's entry value, at the end of the
+    // previous block.
+    let mut holders: u16 = 0;
+    for (b, &first) in starts.iter().enumerate() {
+        let end = starts.get(b + 1).copied().unwrap_or(len);
+        holders = if first == 0 && !jumped_to[0] {
+            1 << 2
+        } else if first > 0 && only_fall_through(jumped_to, first, Some(instrs[first - 1])) {
+            holders
+        } else {
+            0
+        };
+        let mut k = first;
+        let mut last = None;
+        while k < end {
+            let i = &instrs[k];
+            last = Some(k);
+            holders = match *i {
+                Instr::CallHelper { .. } | Instr::CallLocal { .. } | Instr::CallReg { .. } => {
+                    holders & !0b11_1111
+                }
+                Instr::Alu {
+                    width: Width::W64,
+                    op: AluOp::Mov,
+                    dst,
+                    src: Operand::Reg(s),
+                } => {
+                    let bit = holders >> s & 1;
+                    holders & !(1 << dst) | bit << dst
+                }
+                _ => match i.written_reg() {
+                    Some(r) => holders & !(1 << r),
+                    None => holders,
+                },
+            };
+            k += i.slots();
+        }
+        let Some(k) = last else { continue };
+        let i = instrs[k];
+        let (taken, fall) = match i {
+            Instr::Jcond {
+                width,
+                cond,
+                dst,
+                src: Operand::Imm(imm),
+                ..
+            } if holders >> dst & 1 == 1 => length_test(width, cond, imm),
+            _ => (0, 0),
+        };
+        any_test |= taken > 0 || fall > 0;
+        let target = i
+            .branch_target()
+            .and_then(|t| usize::try_from(t).ok()?.checked_sub(func.start))
+            .filter(|&t| t < len);
+        if let Some(t) = target {
+            edges[b][0] = (block_of(t), taken);
+        }
+        let next = k + i.slots();
+        if i.falls_through() && next < len {
+            edges[b][1] = (block_of(next), fall);
+        }
+    }
+    if !any_test {
+        return Vec::new();
+    }
+    let mut known = vec![u64::MAX; starts.len()];
+    known[0] = 0;
+    let mut changed = true;
+    while changed {
+        changed = false;
+        for b in 0..starts.len() {
+            if known[b] == u64::MAX {
+                continue;
+            }
+            for &(s, floor) in &edges[b] {
+                if s == usize::MAX {
+                    continue;
+                }
+                let v = known[b].max(floor);
+                if v < known[s] {
+                    known[s] = v;
+                    changed = true;
+                }
+            }
+        }
+    }
+    let mut floors = vec![0; len];
+    for (b, &first) in starts.iter().enumerate() {
+        let end = starts.get(b + 1).copied().unwrap_or(len);
+        if known[b] != u64::MAX {
+            floors[first..end].fill(known[b]);
+        }
+    }
+    floors
+}
+
+/// What `if (width) len cond imm goto` tells of `len` on its (jump,
+/// fall-through) edges: a length it is at least (0: nothing).
+fn length_test(width: Width, cond: Cond, imm: i32) -> (u64, u64) {
+    let n = match width {
+        Width::W64 => imm as i64 as u64,
+        Width::W32 => imm as u32 as u64,
+    };
+    let above = n.saturating_add(1);
+    match cond {
+        Cond::Lt => (0, n),
+        Cond::Le => (0, above),
+        Cond::Gt => (above, 0),
+        Cond::Ge => (n, 0),
+        Cond::Eq => (n, 0),
+        Cond::Ne => (0, n),
+        _ => (0, 0),
     }
 }
 
@@ -247,11 +487,13 @@ mod tests {
 
     #[test]
     fn facts_follow_moves_and_immediates_and_stop_at_merges() {
-        // 0: mov r6, r10; 1: add r6, -8; 2: jeq r1, 0, +1; 3: mov r0, 0;
-        // 4: exit (jumped to from 2).
-        let p = program("mov %r6, %r10\nadd %r6, -8\njeq %r1, 0, +1\nmov %r0, 0\nexit");
+        // 0: mov r6, r10; 1: add r6, -8; 2: mov r7, r10; 3: jeq r1, 0, +2;
+        // 4: mov r0, 0; 5: mov r7, 0; 6: exit (jumped to from 3).
+        let p = program(
+            "mov %r6, %r10\nadd %r6, -8\nmov %r7, %r10\njeq %r1, 0, +2\nmov %r0, 0\nmov %r7, 0\nexit",
+        );
         let f = p.functions()[0];
-        let mut facts = RegisterFacts::new(&p, f);
+        let mut facts = RegisterFacts::new(&p, f, false);
         let k = facts.after_alu(Width::W64, AluOp::Mov, 6, Operand::Reg(10));
         facts.set(6, k);
         let k = facts.after_alu(Width::W64, AluOp::Add, 6, Operand::Imm(-8));
@@ -266,21 +508,47 @@ mod tests {
             facts.after_alu(Width::W32, AluOp::Add, 6, Operand::Imm(1)),
             None
         );
-        facts.enter_block(&p, 3);
+        let k = facts.after_alu(Width::W64, AluOp::Mov, 7, Operand::Reg(10));
+        facts.set(7, k);
+        facts.enter_block(&p, 4);
+        assert_eq!(
+            facts.stack_offset(7),
+            Some(0),
+            "pc 4: only the fall-through"
+        );
+        facts.set(7, None);
+        facts.enter_block(&p, 6);
+        assert_eq!(
+            facts.stack_offset(7),
+            None,
+            "pc 6: a jump leads there, and pc 5 writes r7"
+        );
         assert_eq!(
             facts.stack_offset(6),
             Some(-8),
-            "pc 3: only the fall-through"
+            "nothing after the first block writes r6"
         );
-        facts.enter_block(&p, 4);
-        assert_eq!(facts.stack_offset(6), None, "pc 4: a jump leads there");
         assert_eq!(facts.stack_offset(10), Some(0));
+    }
+
+    #[test]
+    fn a_jump_back_to_the_first_block_keeps_nothing() {
+        // 0: mov r6, r10; 1: jeq r1, 0, -2 (to 0); 2: exit.
+        let p = program("mov %r6, %r10\njeq %r1, 0, -2\nexit");
+        let mut facts = RegisterFacts::new(&p, p.functions()[0], true);
+        facts.enter_block(&p, 0);
+        assert_eq!(facts.of(1), None, "pc 0 is jumped to: no entry facts");
+        facts.set(6, Some(Known::Stack(0)));
+        facts.enter_block(&p, 2);
+        assert_eq!(facts.stack_offset(6), Some(0), "pc 2: the fall-through");
+        facts.clear();
+        assert_eq!(facts.stack_offset(6), None);
     }
 
     #[test]
     fn a_lookup_result_is_tested_for_zero_then_trusted_within_a_stride() {
         let p = program("jeq %r0, 0, +1\nmov %r1, 1\nexit");
-        let mut facts = RegisterFacts::new(&p, p.functions()[0]);
+        let mut facts = RegisterFacts::new(&p, p.functions()[0], false);
         facts.set(0, Some(Known::lookup_result(MAP)));
         let t = |f: &RegisterFacts, off, size, write| f.target(0, off, size, write, &[MAP]);
         assert_eq!(
@@ -306,7 +574,7 @@ mod tests {
     #[test]
     fn constants_are_trusted_inside_the_maps_values() {
         let p = program("exit");
-        let mut facts = RegisterFacts::new(&p, p.functions()[0]);
+        let mut facts = RegisterFacts::new(&p, p.functions()[0], false);
         facts.set(1, Some(Known::Const(MAP.values + 56)));
         let t = |off, size| facts.target(1, off, size, false, &[MAP]);
         assert_eq!(
@@ -318,5 +586,115 @@ mod tests {
         assert_eq!(t(-56, MemSize::B), Some(KnownTarget::Allowed));
         assert_eq!(t(-57, MemSize::B), None);
         assert_eq!(facts.target(1, 0, MemSize::B, false, &[]), None, "no maps");
+    }
+
+    /// The input lengths `input_length_floors` gives each pc of `src`.
+    fn floors(src: &str) -> Vec<u64> {
+        let p = program(src);
+        let f = p.functions()[0];
+        let jumped_to = jump_targets(&p, f);
+        let v = input_length_floors(&p, f, &jumped_to);
+        if v.is_empty() {
+            vec![0; f.end - f.start]
+        } else {
+            v
+        }
+    }
+
+    #[test]
+    fn tests_of_r2_bound_the_input_length_on_their_edges() {
+        // The edge that knows the length is the one into pc 1.
+        let cases = [
+            ("jlt %r2, 16, +1", 16),
+            ("jle %r2, 15, +1", 16),
+            ("jne %r2, 16, +1", 16),
+            ("jlt32 %r2, 16, +1", 16),
+            ("jsge %r2, 16, +1", 0),
+            ("jset %r2, 16, +1", 0),
+            ("jlt %r2, %r3, +1", 0),
+        ];
+        for (test, want) in cases {
+            // pc 2 is also the jump's target.
+            let src = format!("{test}\nmov %r0, 1\nexit");
+            assert_eq!(floors(&src), vec![0, want, 0], "{test}");
+        }
+        // Jumps: the target knows.
+        for (test, want) in [
+            ("jge %r2, 16, +1", 16),
+            ("jgt %r2, 15, +1", 16),
+            ("jeq %r2, 16, +1", 16),
+            ("jgt32 %r2, 15, +1", 16),
+        ] {
+            let src = format!("{test}\nexit\nmov %r0, 1\nexit");
+            assert_eq!(floors(&src), vec![0, 0, want, want], "{test}");
+        }
+        // A negative immediate is a huge unsigned length: what follows
+        // cannot run, and gets 0, as code that no path reaches does.
+        assert_eq!(floors("jlt %r2, -1, +1\nexit\nexit")[1], 0);
+        assert_eq!(floors("jlt %r2, -2, +1\nexit\nexit")[1], u64::MAX - 1);
+    }
+
+    #[test]
+    fn only_r2_and_its_copies_bound_the_length() {
+        assert_eq!(floors("mov %r3, %r2\njlt %r3, 8, +1\nexit\nexit")[2], 8);
+        assert_eq!(floors("mov32 %r3, %r2\njlt %r3, 8, +1\nexit\nexit")[2], 0);
+        assert_eq!(floors("add %r2, 1\njlt %r2, 8, +1\nexit\nexit")[2], 0);
+        assert_eq!(floors("mov %r2, 100\njlt %r2, 8, +1\nexit\nexit")[2], 0);
+        // A call forgets r0 to r5, r6 keeps it.
+        assert_eq!(
+            floors("mov %r6, %r2\ncall 1\njlt %r6, 8, +1\nexit\nexit")[3],
+            8
+        );
+        assert_eq!(floors("call 1\njlt %r2, 8, +1\nexit\nexit")[2], 0);
+        // After a merge no register is known to hold it.
+        assert_eq!(floors("jeq %r1, 0, +0\njlt %r2, 8, +1\nexit\nexit")[3], 0);
+    }
+
+    #[test]
+    fn a_block_knows_the_least_of_its_paths_loops_and_backward_jumps_included() {
+        // 0: jlt r2, 16 -> 5; 1: loop body (known 16) ... 3: jne r3, 0 -> 1;
+        // 4: exit; 5: exit.
+        let f = floors("jlt %r2, 16, +4\nadd %r3, -1\nmov %r0, 1\njne %r3, 0, -3\nexit\nexit");
+        assert_eq!(f, vec![0, 16, 16, 16, 16, 0]);
+        // Two paths into pc 3: through the test (16) and around it (0).
+        let f = floors("jeq %r3, 0, +2\njlt %r2, 16, +2\nmov %r0, 1\nmov %r0, 2\nexit");
+        assert_eq!(f, vec![0, 0, 16, 0, 0]);
+        // pc 2 is reached by its fall-through (16) and by a backward jump
+        // from a path that only knows 5.
+        let f = floors(
+            "jeq %r2, 5, +3\njlt %r2, 16, +4\nldxdw %r0, [%r1+8]\nexit\nmov %r0, 1\nja -4\nmov %r0, 7\nexit",
+        );
+        assert_eq!(f, vec![0, 0, 5, 5, 5, 5, 0, 0]);
+    }
+
+    #[test]
+    fn input_accesses_are_trusted_within_the_known_length() {
+        let p = program("jlt %r2, 16, +3\nadd %r1, 4\nldxdw %r0, [%r1]\nexit\nexit");
+        let f = p.functions()[0];
+        let mut facts = RegisterFacts::new(&p, f, true);
+        assert_eq!(facts.of(1), Some(Known::Input(0)));
+        assert_eq!(facts.of(2), Some(Known::InputLength));
+        let t = |f: &RegisterFacts, r, off, size| f.target(r, off, size, true, &[]);
+        assert_eq!(t(&facts, 1, 0, MemSize::B), None, "nothing known yet");
+        facts.enter_block(&p, 1);
+        let moved = facts.after_alu(Width::W64, AluOp::Add, 1, Operand::Imm(4));
+        facts.set(1, moved);
+        assert_eq!(t(&facts, 1, 4, MemSize::DW), Some(KnownTarget::Allowed));
+        assert_eq!(t(&facts, 1, 5, MemSize::DW), None, "one byte past 16");
+        assert_eq!(t(&facts, 1, -4, MemSize::B), Some(KnownTarget::Allowed));
+        assert_eq!(t(&facts, 1, -5, MemSize::B), None, "before the input");
+        assert_eq!(
+            t(&facts, 2, 0, MemSize::B),
+            None,
+            "the length is no address"
+        );
+        facts.enter_block(&p, 4);
+        assert_eq!(facts.of(1), None, "written after the first block");
+        // Not for AOT code, nor for any function but the entry.
+        let facts = RegisterFacts::new(&p, f, false);
+        assert_eq!(facts.of(1), None);
+        let p = program("call local +1\nexit\nldxb %r0, [%r1]\nexit");
+        let callee = p.functions()[1];
+        assert_eq!(RegisterFacts::new(&p, callee, true).of(1), None);
     }
 }

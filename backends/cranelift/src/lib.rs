@@ -572,4 +572,25 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn accesses_inside_the_length_tested_on_r2_are_not_checked() {
+        let checks = |src: &str| {
+            let opts = CompileOptions {
+                opt_level: 1,
+                ..CompileOptions::default()
+            };
+            let text = clif_text(&program(src), &opts).unwrap();
+            text.before.matches("call_indirect").count()
+        };
+        // r1 + 8..16 after `len >= 16`, and in a loop: nothing after the
+        // first block writes r1, and every path into the loop knows 16.
+        let guarded = "jlt %r2, 16, out\nldxdw %r0, [%r1+8]\nl:\nldxb %r3, [%r1+15]\n\
+                       add %r0, %r3\njlt %r0, 100, l\nout:\nexit";
+        assert_eq!(checks(guarded), 0, "{guarded}");
+        let past = guarded.replace("[%r1+15]", "[%r1+16]");
+        assert_eq!(checks(&past), 1, "{past}");
+        let other = guarded.replace("jlt %r2", "jlt %r3");
+        assert_eq!(checks(&other), 2, "{other}");
+    }
 }

@@ -160,7 +160,7 @@ impl<'a, 'b> Translator<'a, 'b> {
             filled: false,
             helper_sig: None,
             check_sig: None,
-            facts: RegisterFacts::new(program, func),
+            facts: RegisterFacts::new(program, func, true),
         };
         t.load_invariants();
         t.find_last_branches();

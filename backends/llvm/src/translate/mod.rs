@@ -482,7 +482,10 @@ impl<'a, 'ctx> FnTranslator<'a, 'ctx> {
             helper_count: None,
             blocks: vec![None; len],
             filled: false,
-            facts: RefCell::new(RegisterFacts::new(program, func)),
+            // An AOT object's r1 and r2 come from whatever C calls it:
+            // the input facts hold only for the JIT, called as
+            // `CompiledCode::call` promises.
+            facts: RefCell::new(RegisterFacts::new(program, func, cg.mode == Mode::Jit)),
         };
         t.load_invariants()?;
         Ok(t)
