@@ -150,6 +150,23 @@ fn only_r2_as_the_program_received_it_bounds_the_length() {
     // A copy of it does.
     let copy = "mov %r6, %r2\njlt %r6, 16, out\nldxdw %r0, [%r1+8]\nexit\nout:\nmov %r0, 7\nexit";
     check("copy", copy, &[(15, Want::R0(7)), (16, Want::Word(8))]);
+    // A copy made in the first block, tested after a merge: nothing
+    // writes it later, so it still holds the length.
+    let merged = "mov %r7, %r2\njeq %r2, 3, +0\njlt %r7, 16, out\nldxdw %r0, [%r1+8]\nexit\n\
+                  out:\nmov %r0, 7\nexit";
+    check(
+        "merged copy",
+        merged,
+        &[(15, Want::R0(7)), (16, Want::Word(8))],
+    );
+    // ...unless a path into the test writes it.
+    let overwritten = "mov %r7, %r2\njne %r2, 8, +1\nmov %r7, 64\njlt %r7, 16, out\n\
+                       ldxdw %r0, [%r1+8]\nexit\nout:\nmov %r0, 7\nexit";
+    check(
+        "overwritten copy",
+        overwritten,
+        &[(8, Want::OutOfBounds(4, 8)), (16, Want::Word(8))],
+    );
     // A callee's r2 is its argument: its own test of it is not trusted
     // (nor needed to be right).
     let callee = "mov %r2, 64\ncall local callee\nexit\ncallee:\njlt %r2, 16, out\n\

@@ -142,15 +142,9 @@ impl RegisterFacts {
         let entry_end = (func.start + 1..func.end)
             .find(|&pc| program.is_block_start(pc))
             .unwrap_or(func.end);
-        let mut written = 0u16;
-        for i in &program.instrs()[entry_end..func.end] {
-            written |= match *i {
-                Instr::CallHelper { .. } | Instr::CallLocal { .. } | Instr::CallReg { .. } => {
-                    0b11_1111
-                }
-                _ => i.written_reg().map_or(0, |r| 1 << r),
-            };
-        }
+        let written = program.instrs()[entry_end..func.end]
+            .iter()
+            .fold(0u16, |w, i| w | writes(i));
         RegisterFacts {
             known,
             jumped_to,
@@ -294,6 +288,16 @@ impl RegisterFacts {
     }
 }
 
+/// The registers (bit r) `i` writes, every call counting as writing r0 to
+/// r5 (a JIT may keep r1 to r5 across a helper call; nothing here relies
+/// on it).
+fn writes(i: &Instr) -> u16 {
+    match *i {
+        Instr::CallHelper { .. } | Instr::CallLocal { .. } | Instr::CallReg { .. } => 0b11_1111,
+        _ => i.written_reg().map_or(0, |r| 1 << r),
+    }
+}
+
 /// Per pc of `func` (relative): whether a jump leads there.
 fn jump_targets(program: &Program, func: Function) -> Vec<bool> {
     let mut jumped_to = vec![false; func.end - func.start];
@@ -328,7 +332,8 @@ fn only_fall_through(jumped_to: &[bool], k: usize, before: Option<Instr>) -> boo
 /// and any jumps backwards are accounted for); the first block knows 0.
 /// Which registers hold r2's entry value is followed as [`RegisterFacts`]
 /// follows facts (copies by 64-bit `mov`; a block that a jump leads to
-/// knows none), except that every call forgets r0 to r5. A block that no
+/// knows only those that held it at the end of the first block and that
+/// nothing later writes), except that every call forgets r0 to r5. A block that no
 /// path reaches gets 0. Empty when no such test exists (0 everywhere).
 pub fn input_length_floors(program: &Program, func: Function, jumped_to: &[bool]) -> Vec<u64> {
     let instrs = &program.instrs()[func.start..func.end];
@@ -352,17 +357,27 @@ pub fn input_length_floors(program: &Program, func: Function, jumped_to: &[bool]
     const NONE: (usize, u64) = (usize::MAX, 0);
     let mut edges = vec![[NONE; 2]; starts.len()];
     let mut any_test = false;
+    // Registers (bit r) that an instruction after the first block writes
+    // (every call writes r0 to r5).
+    let written_later = instrs[starts.get(1).copied().unwrap_or(len)..]
+        .iter()
+        .fold(0u16, |w, i| w | writes(i));
     // Registers (bit r) holding r2's entry value, at the end of the
-    // previous block.
+    // previous block, and those that hold it everywhere after the first
+    // block (held at its end, written by nothing later).
     let mut holders: u16 = 0;
+    let mut stable: u16 = 0;
     for (b, &first) in starts.iter().enumerate() {
         let end = starts.get(b + 1).copied().unwrap_or(len);
+        if b == 1 && !jumped_to[0] {
+            stable = holders & !written_later;
+        }
         holders = if first == 0 && !jumped_to[0] {
             1 << 2
         } else if first > 0 && only_fall_through(jumped_to, first, Some(instrs[first - 1])) {
             holders
         } else {
-            0
+            stable
         };
         let mut k = first;
         let mut last = None;
@@ -370,9 +385,6 @@ pub fn input_length_floors(program: &Program, func: Function, jumped_to: &[bool]
             let i = &instrs[k];
             last = Some(k);
             holders = match *i {
-                Instr::CallHelper { .. } | Instr::CallLocal { .. } | Instr::CallReg { .. } => {
-                    holders & !0b11_1111
-                }
                 Instr::Alu {
                     width: Width::W64,
                     op: AluOp::Mov,
@@ -382,10 +394,7 @@ pub fn input_length_floors(program: &Program, func: Function, jumped_to: &[bool]
                     let bit = holders >> s & 1;
                     holders & !(1 << dst) | bit << dst
                 }
-                _ => match i.written_reg() {
-                    Some(r) => holders & !(1 << r),
-                    None => holders,
-                },
+                _ => holders & !writes(i),
             };
             k += i.slots();
         }
@@ -646,8 +655,15 @@ mod tests {
             8
         );
         assert_eq!(floors("call 1\njlt %r2, 8, +1\nexit\nexit")[2], 0);
-        // After a merge no register is known to hold it.
-        assert_eq!(floors("jeq %r1, 0, +0\njlt %r2, 8, +1\nexit\nexit")[3], 0);
+        // After a merge, only a register that the first block left
+        // holding it and that nothing later writes.
+        assert_eq!(floors("jeq %r1, 0, +0\njlt %r2, 8, +1\nexit\nexit")[2], 8);
+        let changed = "jeq %r1, 0, +0\nmov %r2, 1\njlt %r2, 8, +1\nexit\nexit";
+        assert_eq!(floors(changed)[3], 0);
+        let kept = "mov %r7, %r2\njeq %r1, 0, +0\ncall 1\njlt %r7, 8, +1\nexit\nexit";
+        assert_eq!(floors(kept)[4], 8);
+        let one_path = "mov %r7, %r2\njeq %r1, 0, +1\nmov %r7, 0\njlt %r7, 8, +1\nexit\nexit";
+        assert_eq!(floors(one_path)[4], 0);
     }
 
     #[test]

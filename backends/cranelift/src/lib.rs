@@ -592,5 +592,11 @@ mod tests {
         assert_eq!(checks(&past), 1, "{past}");
         let other = guarded.replace("jlt %r2", "jlt %r3");
         assert_eq!(checks(&other), 2, "{other}");
+        // A copy of r2 from the first block, tested after a merge.
+        let merged = guarded.replace(
+            "jlt %r2, 16, out",
+            "mov %r7, %r2\njeq %r2, 3, +0\njlt %r7, 16, out",
+        );
+        assert_eq!(checks(&merged), 0, "{merged}");
     }
 }
