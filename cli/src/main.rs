@@ -185,7 +185,9 @@ struct FuzzArgs {
     /// seeds than without it.
     #[arg(long)]
     length_guards: bool,
-    /// Instruction budget per run (compares the instructions counted too).
+    /// Instruction budget per run (compares the instructions counted too);
+    /// 0: none (code without instruction counting, as the runtime compiles
+    /// by default; generated programs always end).
     #[arg(long, value_name = "N", default_value_t = 1_000_000)]
     budget: u64,
     /// Optimisation level (0 to 3) of every tier under test [default: each
@@ -746,7 +748,7 @@ fn fuzz(args: FuzzArgs) -> Result<u8> {
         checked: !args.unchecked,
         host_regions: args.host_regions,
         length_guards: args.length_guards,
-        budget: Some(args.budget),
+        budget: (args.budget > 0).then_some(args.budget),
         opt_level: args.opt,
         stall: args.stall,
         progress: !args.json && std::io::stderr().is_terminal(),

@@ -599,4 +599,22 @@ mod tests {
         );
         assert_eq!(checks(&merged), 0, "{merged}");
     }
+
+    #[test]
+    fn a_jump_over_one_alu_instruction_is_a_select_without_a_budget() {
+        let src = "mov %r0, 1\njlt %r1, 5, +1\nmov %r0, 2\nexit";
+        let text = |budget| {
+            let opts = CompileOptions {
+                opt_level: 1,
+                budget,
+                ..CompileOptions::default()
+            };
+            clif_text(&program(src), &opts).unwrap().before
+        };
+        let plain = text(None);
+        assert!(plain.contains(" select "), "{plain}");
+        assert!(!plain.contains("brif"), "{plain}");
+        let counted = text(Some(100));
+        assert!(!counted.contains(" select "), "{counted}");
+    }
 }
