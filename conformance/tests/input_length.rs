@@ -212,6 +212,15 @@ fn every_path_to_an_access_must_have_tested_the_length() {
         rewritten,
         &[(16, Want::Word(8)), (17, Want::OutOfBounds(3, 8))],
     );
+    // A call back to the entry function passes its own r1 and r2: a JIT
+    // that took them for the input's would load from 0x4141...49.
+    let reentered = "start:\njlt %r2, 16, out\nldxdw %r0, [%r1+8]\nexit\nout:\n\
+                     lddw %r1, 0x4141414141414141\nmov %r2, 16\ncall local start\nexit";
+    check(
+        "reentered",
+        reentered,
+        &[(8, Want::OutOfBounds(1, 8)), (16, Want::Word(8))],
+    );
     // A jump back to the first block: nothing is assumed of r1 or r2.
     // (The second time round r1 is 0: an access a JIT wrongly trusted
     // would fault.)

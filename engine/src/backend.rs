@@ -100,9 +100,11 @@ pub trait CompiledCode: Send + Sync {
     /// `ctx` must be a context prepared by [`execute`]: its stack, memory,
     /// regions and helper table valid for the whole call. r1 and r2 must
     /// be the input's start and length (`ctx.mem_start` and
-    /// `ctx.mem_end - ctx.mem_start`), or r2 must be 0: a JIT leaves
-    /// accesses unchecked when it can prove them inside the length that
-    /// tests of r2 establish (see [`crate::facts`]).
+    /// `ctx.mem_end - ctx.mem_start`), or r2 must be 0, or the program's
+    /// entry function must make no memory access (the `bpf_loop` callback
+    /// stub, `call; exit`): a JIT leaves accesses unchecked when it can
+    /// prove them inside the length that tests of r2 establish (see
+    /// [`crate::facts`]).
     unsafe fn call(&self, ctx: *mut VmCtx, r1: u64, r2: u64) -> u64;
 }
 

@@ -128,13 +128,19 @@ pub struct RegisterFacts {
 impl RegisterFacts {
     /// For translating `func` of `program`: nothing known yet, but when
     /// `input_args` (the code is called as [`crate::backend::CompiledCode::call`]
-    /// promises) and `func` is the program's entry, r1 is the input and r2
-    /// its length.
+    /// promises) and `func` is the program's entry, which no `call local`
+    /// enters again, r1 is the input and r2 its length.
     pub fn new(program: &Program, func: Function, input_args: bool) -> RegisterFacts {
         let jumped_to = jump_targets(program, func);
         let mut known = [None; 10];
         let mut input_floors = Vec::new();
-        if input_args && func.start == 0 {
+        // The entry function's r1 and r2 are the input's only when no
+        // bpf-to-bpf call enters it again (with arguments of its own).
+        let reentered = program
+            .instrs()
+            .iter()
+            .any(|i| matches!(i, Instr::CallLocal { target } if *target == func.start as i64));
+        if input_args && func.start == 0 && !reentered {
             known[1] = Some(Known::Input(0));
             known[2] = Some(Known::InputLength);
             input_floors = input_length_floors(program, func, &jumped_to);
@@ -712,5 +718,10 @@ mod tests {
         let p = program("call local +1\nexit\nldxb %r0, [%r1]\nexit");
         let callee = p.functions()[1];
         assert_eq!(RegisterFacts::new(&p, callee, true).of(1), None);
+        // An entry function that a call enters again gets its arguments
+        // there, not the input.
+        let p =
+            program("jlt %r2, 16, +2\nldxdw %r0, [%r1+8]\nexit\nmov %r2, 16\ncall local -5\nexit");
+        assert_eq!(RegisterFacts::new(&p, p.functions()[0], true).of(1), None);
     }
 }
