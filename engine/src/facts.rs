@@ -23,7 +23,7 @@
 //! - `input + k` ([`Known::Input`], r1 at the program's entry): nothing
 //!   when the access lies within the length that the tests of r2 on every
 //!   path to it have established (`if r2 < 16 goto out` and the like:
-//!   [`input_length_floors`]).
+//!   `input_length_floors`).
 //!
 //! The map rules rest on what [`crate::backend::ArrayMapLayout`] promises:
 //! the `max_entries * stride` bytes at `values` are a region of every run
@@ -132,25 +132,28 @@ impl RegisterFacts {
     /// enters again, r1 is the input and r2 its length.
     pub fn new(program: &Program, func: Function, input_args: bool) -> RegisterFacts {
         let jumped_to = jump_targets(program, func);
+        let entry_end = (func.start + 1..func.end)
+            .find(|&pc| program.is_block_start(pc))
+            .unwrap_or(func.end);
+        let kept = !program.instrs()[entry_end..func.end]
+            .iter()
+            .fold(0u16, |w, i| w | writes(i));
         let mut known = [None; 10];
         let mut input_floors = Vec::new();
         // The entry function's r1 and r2 are the input's only when no
         // bpf-to-bpf call enters it again (with arguments of its own).
-        let reentered = program
-            .instrs()
-            .iter()
-            .any(|i| matches!(i, Instr::CallLocal { target } if *target == func.start as i64));
-        if input_args && func.start == 0 && !reentered {
+        let reentered = || {
+            program
+                .instrs()
+                .iter()
+                .any(|i| matches!(i, Instr::CallLocal { target } if *target == func.start as i64))
+        };
+        if input_args && func.start == 0 && !reentered() {
             known[1] = Some(Known::Input(0));
             known[2] = Some(Known::InputLength);
-            input_floors = input_length_floors(program, func, &jumped_to);
+            input_floors =
+                input_length_floors(program, func, &jumped_to, entry_end - func.start, kept);
         }
-        let entry_end = (func.start + 1..func.end)
-            .find(|&pc| program.is_block_start(pc))
-            .unwrap_or(func.end);
-        let written = program.instrs()[entry_end..func.end]
-            .iter()
-            .fold(0u16, |w, i| w | writes(i));
         RegisterFacts {
             known,
             jumped_to,
@@ -158,7 +161,7 @@ impl RegisterFacts {
             input_floors,
             input_floor: 0,
             entry_end,
-            kept: !written,
+            kept,
             stable: [None; 10],
         }
     }
@@ -338,10 +341,17 @@ fn only_fall_through(jumped_to: &[bool], k: usize, before: Option<Instr>) -> boo
 /// and any jumps backwards are accounted for); the first block knows 0.
 /// Which registers hold r2's entry value is followed as [`RegisterFacts`]
 /// follows facts (copies by 64-bit `mov`; a block that a jump leads to
-/// knows only those that held it at the end of the first block and that
-/// nothing later writes), except that every call forgets r0 to r5. A block that no
-/// path reaches gets 0. Empty when no such test exists (0 everywhere).
-pub fn input_length_floors(program: &Program, func: Function, jumped_to: &[bool]) -> Vec<u64> {
+/// knows only those that held it at the end of the first block, which
+/// ends at relative pc `entry_end`, and that are `kept`: nothing later
+/// writes them), except that every call forgets r0 to r5. A block that
+/// no path reaches gets 0. Empty when no such test exists (0 everywhere).
+fn input_length_floors(
+    program: &Program,
+    func: Function,
+    jumped_to: &[bool],
+    entry_end: usize,
+    kept: u16,
+) -> Vec<u64> {
     let instrs = &program.instrs()[func.start..func.end];
     let len = instrs.len();
     // Block starts (relative): the first pc, jump targets, pcs after a
@@ -363,11 +373,6 @@ pub fn input_length_floors(program: &Program, func: Function, jumped_to: &[bool]
     const NONE: (usize, u64) = (usize::MAX, 0);
     let mut edges = vec![[NONE; 2]; starts.len()];
     let mut any_test = false;
-    // Registers (bit r) that an instruction after the first block writes
-    // (every call writes r0 to r5).
-    let written_later = instrs[starts.get(1).copied().unwrap_or(len)..]
-        .iter()
-        .fold(0u16, |w, i| w | writes(i));
     // Registers (bit r) holding r2's entry value, at the end of the
     // previous block, and those that hold it everywhere after the first
     // block (held at its end, written by nothing later).
@@ -375,8 +380,8 @@ pub fn input_length_floors(program: &Program, func: Function, jumped_to: &[bool]
     let mut stable: u16 = 0;
     for (b, &first) in starts.iter().enumerate() {
         let end = starts.get(b + 1).copied().unwrap_or(len);
-        if b == 1 && !jumped_to[0] {
-            stable = holders & !written_later;
+        if b == 1 && first == entry_end && !jumped_to[0] {
+            stable = holders & kept;
         }
         holders = if first == 0 && !jumped_to[0] {
             1 << 2
@@ -607,8 +612,7 @@ mod tests {
     fn floors(src: &str) -> Vec<u64> {
         let p = program(src);
         let f = p.functions()[0];
-        let jumped_to = jump_targets(&p, f);
-        let v = input_length_floors(&p, f, &jumped_to);
+        let v = RegisterFacts::new(&p, f, true).input_floors;
         if v.is_empty() {
             vec![0; f.end - f.start]
         } else {

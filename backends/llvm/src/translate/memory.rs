@@ -196,15 +196,7 @@ impl<'ctx> FnTranslator<'_, 'ctx> {
         let start = cg.load_field(ctx, OFFSET_MEM_START, i64)?;
         let end = cg.load_field(ctx, OFFSET_MEM_END, i64)?;
         let len = b.build_int_sub(end, start, "len").or_fail()?;
-        let big = b
-            .build_int_compare(IntPredicate::UGE, len, c(n as u64), "big")
-            .or_fail()?;
-        let bound = b.build_int_sub(len, c(n as u64 - 1), "mb").or_fail()?;
-        let bound = b
-            .build_select(big, bound, c(0), "mb")
-            .or_fail()?
-            .into_int_value();
-        test(start, bound, "region")?;
+        test(start, cg.region_bound(len, n as u64)?, "region")?;
         let lo = cg.load_field(ctx, OFFSET_LAST_REGION_START, i64)?;
         let limit = cg.load_field(ctx, last_region_limit_offset(n as u64, write), i64)?;
         test(lo, limit, "call")?;

@@ -288,6 +288,24 @@ impl<'ctx> Codegen<'ctx> {
         Ok(v.into_int_value())
     }
 
+    /// `len - n + 1`, or 0 when `len < n`: an access of `n` bytes at
+    /// `addr` lies in a region of `len` bytes at `lo` when `addr - lo` is
+    /// below it (unsigned).
+    pub(crate) fn region_bound(&self, len: IntValue<'ctx>, n: u64) -> R<IntValue<'ctx>> {
+        let b = &self.builder;
+        let big = b
+            .build_int_compare(IntPredicate::UGE, len, self.i64.const_int(n, false), "big")
+            .or_fail()?;
+        let bound = b
+            .build_int_sub(len, self.i64.const_int(n - 1, false), "mb")
+            .or_fail()?;
+        Ok(
+            b.build_select(big, bound, self.i64.const_int(0, false), "mb")
+                .or_fail()?
+                .into_int_value(),
+        )
+    }
+
     pub(crate) fn store_field(
         &self,
         ctx: PointerValue<'ctx>,
@@ -512,15 +530,7 @@ impl<'a, 'ctx> FnTranslator<'a, 'ctx> {
                 if !sizes[k] {
                     continue;
                 }
-                let big = b
-                    .build_int_compare(IntPredicate::UGE, len, self.c64(n), "big")
-                    .or_fail()?;
-                let bound = b.build_int_sub(len, self.c64(n - 1), "mb").or_fail()?;
-                let bound = b
-                    .build_select(big, bound, self.c64(0), "mb")
-                    .or_fail()?
-                    .into_int_value();
-                self.mem_bound[k] = Some(bound);
+                self.mem_bound[k] = Some(cg.region_bound(len, n)?);
                 let sb = b.build_int_sub(window, self.c64(n - 1), "sb").or_fail()?;
                 self.stack_bound[k] = Some(sb);
             }
