@@ -195,7 +195,7 @@ struct Scratch {
 }
 
 thread_local! {
-    static SCRATCH: RefCell<Option<Scratch>> = const { RefCell::new(None) };
+    static SCRATCH: RefCell<Option<Box<Scratch>>> = const { RefCell::new(None) };
 }
 
 fn build(
@@ -228,9 +228,13 @@ fn compile_functions(
     SCRATCH.with(|cell| {
         // Compiles do not nest; should one ever, it gets fresh state.
         let mut taken = cell.try_borrow_mut().ok().and_then(|mut s| s.take());
-        let scratch = taken.get_or_insert_with(|| Scratch {
-            ctx: Context::new(),
-            fctx: FunctionBuilderContext::new(),
+        // Boxed: `Context` is kilobytes, moved out of the cell and back in
+        // every compile.
+        let scratch = taken.get_or_insert_with(|| {
+            Box::new(Scratch {
+                ctx: Context::new(),
+                fctx: FunctionBuilderContext::new(),
+            })
         });
         let result = compile_with(program, opts, text, scratch);
         scratch.ctx.clear();
