@@ -312,9 +312,10 @@ impl Gen<'_> {
     }
 
     /// `if len < N goto end` on r2 (the input's length) or a copy of it,
-    /// in one of its forms: below N, accesses through r9 may go
-    /// unchecked. N is mostly at most the memory's size; sometimes past
-    /// it (the whole program is skipped). Returns the label `end`.
+    /// in one of its forms (`<` or `<=`, signed or not, 64- or 32-bit):
+    /// below N, accesses through r9 may go unchecked. N is mostly at most
+    /// the memory's size; sometimes past it (the whole program is
+    /// skipped). Returns the label `end`.
     fn length_guard(&mut self) -> usize {
         let end = self.asm.label();
         let n = self.rng.pick(&[
@@ -339,10 +340,16 @@ impl Gen<'_> {
         } else {
             CLS_JMP
         };
-        let test = if self.rng.chance(50) {
-            Insn::new(class | JMP_JLT | SRC_K, r, 0, 0, n)
+        // Unsigned or signed (clang's form of `if (data + n > end)`).
+        let (below, at_most) = if self.rng.chance(50) {
+            (JMP_JLT, JMP_JLE)
         } else {
-            Insn::new(class | JMP_JLE | SRC_K, r, 0, 0, n - 1)
+            (JMP_JSLT, JMP_JSLE)
+        };
+        let test = if self.rng.chance(50) {
+            Insn::new(class | below | SRC_K, r, 0, 0, n)
+        } else {
+            Insn::new(class | at_most | SRC_K, r, 0, 0, n - 1)
         };
         self.asm.emit_to(test, end);
         end

@@ -81,7 +81,14 @@ fn check(name: &str, src: &str, cases: &[(usize, Want)]) {
 fn tests_of_each_form_bound_the_accesses_after_them() {
     let body = "ldxdw %r0, [%r1+8]\nexit\nout:\nmov %r0, 7\nexit";
     // `if len < 16 goto out` and its equivalents: bytes 8..16 are then in.
-    for test in ["jlt %r2, 16, out", "jle %r2, 15, out", "jlt32 %r2, 16, out"] {
+    for test in [
+        "jlt %r2, 16, out",
+        "jle %r2, 15, out",
+        "jlt32 %r2, 16, out",
+        "jslt %r2, 16, out",
+        "jsle %r2, 15, out",
+        "jslt32 %r2, 16, out",
+    ] {
         let src = format!("{test}\n{body}");
         check(
             test,
@@ -94,7 +101,14 @@ fn tests_of_each_form_bound_the_accesses_after_them() {
             ],
         );
     }
-    for test in ["jge %r2, 16, in", "jgt %r2, 15, in", "jgt32 %r2, 15, in"] {
+    for test in [
+        "jge %r2, 16, in",
+        "jgt %r2, 15, in",
+        "jgt32 %r2, 15, in",
+        "jsge %r2, 16, in",
+        "jsgt %r2, 15, in",
+        "jsgt32 %r2, 15, in",
+    ] {
         let src = format!("{test}\nmov %r0, 7\nexit\nin:\nldxdw %r0, [%r1+8]\nexit");
         check(
             test,
@@ -106,6 +120,16 @@ fn tests_of_each_form_bound_the_accesses_after_them() {
     check("jeq", eq, &[(16, Want::Word(8)), (17, Want::R0(7))]);
     let ne = format!("jne %r2, 16, out\n{body}");
     check("jne", &ne, &[(16, Want::Word(8)), (15, Want::R0(7))]);
+    // Signed tests against 0 or less establish nothing: `len s>= -1`
+    // holds for any length below 2^63.
+    for test in ["jslt %r2, -1, out", "jslt %r2, 0, out", "jsle %r2, -1, out"] {
+        let src = format!("{test}\n{body}");
+        check(
+            test,
+            &src,
+            &[(4, Want::OutOfBounds(1, 8)), (16, Want::Word(8))],
+        );
+    }
 }
 
 #[test]
@@ -230,5 +254,53 @@ fn every_path_to_an_access_must_have_tested_the_length() {
         "back",
         back,
         &[(16, Want::OutOfBounds(1, 8)), (8, Want::R0(7))],
+    );
+}
+
+#[test]
+fn offsets_that_every_path_brings_survive_the_merge() {
+    // r6 = input + 8 on both paths into `join`: the load there needs no
+    // check below 16.
+    let same = "jlt %r2, 16, out\nmov %r6, %r1\njeq %r2, 20, other\nadd %r6, 8\nja join\n\
+                other:\nadd %r6, 8\njoin:\nldxdw %r0, [%r6]\nexit\nout:\nmov %r0, 7\nexit";
+    check(
+        "same offset",
+        same,
+        &[(15, Want::R0(7)), (16, Want::Word(8)), (20, Want::Word(8))],
+    );
+    // input + 8 on one path, input + 9 on the other: checked, and out of
+    // bounds on the second when the input is 16 bytes long.
+    let differ = "jlt %r2, 16, out\nmov %r6, %r1\njeq %r2, 16, other\nadd %r6, 8\nja join\n\
+                  other:\nadd %r6, 9\njoin:\nldxdw %r0, [%r6]\nexit\nout:\nmov %r0, 7\nexit";
+    check(
+        "different offsets",
+        differ,
+        &[(16, Want::OutOfBounds(6, 8)), (17, Want::Word(8))],
+    );
+    // A pointer that a loop moves: input + 0 on entry, + 8 and + 16 round
+    // the loop, so nothing holds at its head; the third load is past a
+    // 16-byte input.
+    let walked = "jlt %r2, 16, out\nmov %r6, %r1\nmov %r3, 3\nmov %r0, 0\nl:\n\
+                  ldxdw %r4, [%r6]\nadd %r0, %r4\nadd %r6, 8\nsub %r3, 1\njne %r3, 0, l\n\
+                  exit\nout:\nmov %r0, 7\nexit";
+    let sum3 = |mem: &[u8]| (0..3).fold(0u64, |a, k| a.wrapping_add(word(mem, 8 * k)));
+    check(
+        "walked",
+        walked,
+        &[
+            (16, Want::OutOfBounds(4, 8)),
+            (24, Want::R0(sum3(&input(24)))),
+        ],
+    );
+    // r1 itself unchanged round a loop: every pass knows input + 0.
+    let kept = "jlt %r2, 16, out\nmov %r3, 3\nmov %r0, 0\nl:\nldxdw %r4, [%r1+8]\n\
+                add %r0, %r4\nmov %r1, %r1\nsub %r3, 1\njne %r3, 0, l\nexit\nout:\nmov %r0, 7\nexit";
+    check(
+        "kept round a loop",
+        kept,
+        &[
+            (15, Want::R0(7)),
+            (16, Want::R0(3u64.wrapping_mul(word(&input(16), 8)))),
+        ],
     );
 }

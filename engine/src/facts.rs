@@ -5,11 +5,13 @@
 //!
 //! Facts come from the instructions since the last point where control
 //! flow merges: a block that only the previous one falls through to (no
-//! branch leads there) continues what that one knew; any other block
-//! starts knowing r10, and what the function's first block established
-//! of registers that nothing after that block writes (the first block runs
-//! before every other one, unless a jump leads back to it). What an access
-//! through a register with a fact needs ([`RegisterFacts::target`]):
+//! branch leads there) continues what that one knew. Any other block
+//! starts knowing r10, the offsets from r1, r2 and r10 that every path
+//! to it brings (a data-flow pass over the function, `Blocks`), and
+//! what the function's first block established of registers that nothing
+//! after that block writes (the first block runs before every other one,
+//! unless a jump leads back to it). What an access through a register
+//! with a fact needs ([`RegisterFacts::target`]):
 //!
 //! - `r10 + k` ([`Known::Stack`]): nothing when the access is statically
 //!   inside the current frame;
@@ -22,8 +24,8 @@
 //!   values;
 //! - `input + k` ([`Known::Input`], r1 at the program's entry): nothing
 //!   when the access lies within the length that the tests of r2 on every
-//!   path to it have established (`if r2 < 16 goto out` and the like:
-//!   `input_length_floors`).
+//!   path to it have established (`if r2 < 16 goto out`, `if r2 s< 14
+//!   goto out` and the like: `input_length_floors`).
 //!
 //! The map rules rest on what [`crate::backend::ArrayMapLayout`] promises:
 //! the `max_entries * stride` bytes at `values` are a region of every run
@@ -115,6 +117,8 @@ pub struct RegisterFacts {
     input_floors: Vec<u64>,
     /// That length at the current pc.
     input_floor: u64,
+    /// The function's blocks, for the facts at merge points.
+    blocks: Blocks,
     /// Where the function's first block ends (absolute pc).
     entry_end: usize,
     /// Registers (bit r) that nothing from `entry_end` on writes (every
@@ -139,7 +143,6 @@ impl RegisterFacts {
             .iter()
             .fold(0u16, |w, i| w | writes(i));
         let mut known = [None; 10];
-        let mut input_floors = Vec::new();
         // The entry function's r1 and r2 are the input's only when no
         // bpf-to-bpf call enters it again (with arguments of its own).
         let reentered = || {
@@ -148,18 +151,24 @@ impl RegisterFacts {
                 .iter()
                 .any(|i| matches!(i, Instr::CallLocal { target } if *target == func.start as i64))
         };
-        if input_args && func.start == 0 && !reentered() {
+        let input = input_args && func.start == 0 && !reentered();
+        if input {
             known[1] = Some(Known::Input(0));
             known[2] = Some(Known::InputLength);
-            input_floors =
-                input_length_floors(program, func, &jumped_to, entry_end - func.start, kept);
         }
+        let blocks = Blocks::new(program, func, &jumped_to, &known);
+        let input_floors = if input {
+            input_length_floors(program, func, &blocks)
+        } else {
+            Vec::new()
+        };
         RegisterFacts {
             known,
             jumped_to,
             start: func.start,
             input_floors,
             input_floor: 0,
+            blocks,
             entry_end,
             kept,
             stable: [None; 10],
@@ -168,9 +177,11 @@ impl RegisterFacts {
 
     /// At the start of the block at `pc`: the facts carry over when only
     /// the previous instruction's fall-through leads here, and after a
-    /// 64-bit `jeq rX, 0` rX is not 0; otherwise nothing is known. The
-    /// function's first block keeps the facts it starts with unless a jump
-    /// leads back to it.
+    /// 64-bit `jeq rX, 0` rX is not 0. Where paths merge, what
+    /// `Blocks` found on all of them (offsets from the input, its
+    /// length and r10), and what the first block established of
+    /// registers nothing later writes. The function's first block keeps the
+    /// facts it starts with unless a jump leads back to it.
     pub fn enter_block(&mut self, program: &Program, pc: usize) {
         let k = pc - self.start;
         self.input_floor = self.input_floors.get(k).copied().unwrap_or(0);
@@ -185,7 +196,12 @@ impl RegisterFacts {
         let before = (k > 0).then(|| program.instrs()[pc - 1]);
         let only_fall_through = only_fall_through(&self.jumped_to, k, before);
         if !only_fall_through {
-            self.known = self.stable;
+            // What every path brings (the offsets of r1, r2 and r10), else
+            // what the first block established.
+            let merged = self.blocks.entry_at(k);
+            for (r, fact) in self.known.iter_mut().enumerate() {
+                *fact = merged[r].or(self.stable[r]);
+            }
             return;
         }
         if let Some(Instr::Jcond {
@@ -327,6 +343,241 @@ fn only_fall_through(jumped_to: &[bool], k: usize, before: Option<Instr>) -> boo
     !jumped_to[k] && before.is_some_and(|i| i.falls_through())
 }
 
+/// A function's blocks, and the facts that hold at the start of each on
+/// every path there: a forward data-flow problem over the registers'
+/// offsets from the input (r1 at the program's entry), from r10, and
+/// copies of the input's length (r2 at the entry), solved to its fixed
+/// point. A value survives a merge when every incoming edge brings the
+/// same one. Offsets follow 64-bit `mov` and `add`/`sub` of immediates,
+/// as [`RegisterFacts::after_alu`] does; any other write forgets the
+/// register, and every call r0 to r5. Other facts (map values, constants)
+/// are not followed here.
+///
+/// The edges are each block's jump and fall-through (a `call local`
+/// returns to the next pc). That every way into a function is modelled
+/// rests on the verifier: a function is entered only at its start (by a
+/// call, or as the program's entry; a `bpf_loop` callback through a
+/// `call; exit` stub), never by a jump from another function.
+#[derive(Clone, Debug)]
+struct Blocks {
+    /// Block starts (relative pcs, ascending): the first pc, jump targets,
+    /// pcs after a branch or exit, and wherever the program starts a block
+    /// (so that a translator entering each of its blocks finds one here).
+    starts: Vec<usize>,
+    /// Per block: its successors (jump target, fall-through; `usize::MAX`
+    /// for none).
+    succ: Vec<[usize; 2]>,
+    /// Per block: the facts at its start (`None`: no path reaches it).
+    entry: Vec<Option<Facts>>,
+}
+
+/// What [`Blocks`] follows of a register: a compact [`Known`] of the
+/// kinds it follows, offsets limited to `i32` (a larger one is forgotten).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Offset {
+    Unknown,
+    /// [`Known::Input`].
+    Input(i32),
+    /// [`Known::Stack`].
+    Stack(i32),
+    /// [`Known::InputLength`].
+    Length,
+}
+
+impl Offset {
+    fn of(fact: Option<Known>) -> Offset {
+        let small = |k: i64| i32::try_from(k).ok();
+        match fact {
+            Some(Known::Input(k)) => small(k).map_or(Offset::Unknown, Offset::Input),
+            Some(Known::Stack(k)) => small(k).map_or(Offset::Unknown, Offset::Stack),
+            Some(Known::InputLength) => Offset::Length,
+            _ => Offset::Unknown,
+        }
+    }
+
+    fn known(self) -> Option<Known> {
+        match self {
+            Offset::Unknown => None,
+            Offset::Input(k) => Some(Known::Input(k.into())),
+            Offset::Stack(k) => Some(Known::Stack(k.into())),
+            Offset::Length => Some(Known::InputLength),
+        }
+    }
+
+    /// After adding `d`.
+    fn plus(self, d: i64) -> Offset {
+        let moved = |k: i32| i32::try_from(i64::from(k) + d).ok();
+        match self {
+            Offset::Input(k) => moved(k).map_or(Offset::Unknown, Offset::Input),
+            Offset::Stack(k) => moved(k).map_or(Offset::Unknown, Offset::Stack),
+            Offset::Unknown | Offset::Length => Offset::Unknown,
+        }
+    }
+}
+
+/// The followed facts of r0 to r9.
+type Facts = [Offset; 10];
+
+impl Blocks {
+    /// The blocks of `func`, whose first pc starts with `initial`.
+    fn new(
+        program: &Program,
+        func: Function,
+        jumped_to: &[bool],
+        initial: &[Option<Known>; 10],
+    ) -> Blocks {
+        let instrs = &program.instrs()[func.start..func.end];
+        let len = instrs.len();
+        let mut leader: Vec<bool> = (0..len)
+            .map(|k| k == 0 || jumped_to[k] || program.is_block_start(func.start + k))
+            .collect();
+        for (k, i) in instrs.iter().enumerate() {
+            let ends = matches!(i, Instr::Jcond { .. } | Instr::Ja { .. } | Instr::Exit);
+            if ends && k + i.slots() < len {
+                leader[k + i.slots()] = true;
+            }
+        }
+        let starts: Vec<usize> = (0..len).filter(|&k| leader[k]).collect();
+        let block_of = |k: usize| starts.partition_point(|&s| s <= k) - 1;
+        let mut succ = vec![[usize::MAX; 2]; starts.len()];
+        for (b, &first) in starts.iter().enumerate() {
+            let end = starts.get(b + 1).copied().unwrap_or(len);
+            let Some(k) = last_instr(instrs, first, end) else {
+                continue;
+            };
+            let i = instrs[k];
+            let target = i
+                .branch_target()
+                .and_then(|t| usize::try_from(t).ok()?.checked_sub(func.start))
+                .filter(|&t| t < len);
+            if let Some(t) = target {
+                succ[b][0] = block_of(t);
+            }
+            let next = k + i.slots();
+            if i.falls_through() && next < len {
+                succ[b][1] = block_of(next);
+            }
+        }
+        let mut blocks = Blocks {
+            starts,
+            succ,
+            entry: Vec::new(),
+        };
+        blocks.solve(instrs, initial.map(Offset::of));
+        blocks
+    }
+
+    fn solve(&mut self, instrs: &[Instr], initial: Facts) {
+        let n = self.starts.len();
+        self.entry = vec![None; n];
+        if n == 0 {
+            return;
+        }
+        self.entry[0] = Some(initial);
+        let mut work = vec![0];
+        while let Some(b) = work.pop() {
+            let Some(mut facts) = self.entry[b] else {
+                continue;
+            };
+            for i in self.instrs_of(instrs, b) {
+                follow(&mut facts, i);
+            }
+            for s in self.succ[b] {
+                if s == usize::MAX {
+                    continue;
+                }
+                let merged = match self.entry[s] {
+                    None => facts,
+                    Some(old) => std::array::from_fn(|r| {
+                        if old[r] == facts[r] {
+                            old[r]
+                        } else {
+                            Offset::Unknown
+                        }
+                    }),
+                };
+                if self.entry[s] != Some(merged) {
+                    self.entry[s] = Some(merged);
+                    work.push(s);
+                }
+            }
+        }
+    }
+
+    /// The instructions of block `b`.
+    fn instrs_of<'a>(&self, instrs: &'a [Instr], b: usize) -> impl Iterator<Item = &'a Instr> {
+        let end = self.starts.get(b + 1).copied().unwrap_or(instrs.len());
+        let mut k = self.starts[b];
+        std::iter::from_fn(move || {
+            (k < end).then(|| {
+                let i = &instrs[k];
+                k += i.slots();
+                i
+            })
+        })
+    }
+
+    /// The facts at the start of the block that starts at relative pc
+    /// `k` (nothing when no block starts there or no path reaches it).
+    fn entry_at(&self, k: usize) -> [Option<Known>; 10] {
+        self.starts
+            .binary_search(&k)
+            .ok()
+            .and_then(|b| self.entry[b])
+            .map_or([None; 10], |e| e.map(Offset::known))
+    }
+}
+
+/// The last instruction of relative pcs `first..end`, if any.
+fn last_instr(instrs: &[Instr], first: usize, end: usize) -> Option<usize> {
+    let mut k = first;
+    let mut last = None;
+    while k < end {
+        last = Some(k);
+        k += instrs[k].slots();
+    }
+    last
+}
+
+/// The followed facts after `i`.
+fn follow(facts: &mut Facts, i: &Instr) {
+    let of = |facts: &Facts, r: u8| match r {
+        FRAME_POINTER => Offset::Stack(0),
+        _ => facts.get(r as usize).copied().unwrap_or(Offset::Unknown),
+    };
+    let (dst, fact) = match *i {
+        Instr::Alu {
+            width: Width::W64,
+            op: AluOp::Mov,
+            dst,
+            src: Operand::Reg(s),
+        } => (dst, of(facts, s)),
+        Instr::Alu {
+            width: Width::W64,
+            op: AluOp::Add,
+            dst,
+            src: Operand::Imm(v),
+        } => (dst, of(facts, dst).plus(v.into())),
+        Instr::Alu {
+            width: Width::W64,
+            op: AluOp::Sub,
+            dst,
+            src: Operand::Imm(v),
+        } => (dst, of(facts, dst).plus(-i64::from(v))),
+        _ => {
+            let mut w = writes(i) & 0x3ff;
+            while w != 0 {
+                facts[w.trailing_zeros() as usize] = Offset::Unknown;
+                w &= w - 1;
+            }
+            return;
+        }
+    };
+    if let Some(f) = facts.get_mut(dst as usize) {
+        *f = fact;
+    }
+}
+
 /// Per pc of the entry function `func` (relative): a length the input is
 /// known to have there, from the tests of r2 (the input's length at the
 /// entry) on the paths leading there.
@@ -335,122 +586,60 @@ fn only_fall_through(jumped_to: &[bool], k: usize, before: Option<Instr>) -> boo
 /// with an immediate bounds the length on one of its edges: the
 /// fall-through of `if len < N` and the jump of `if len >= N` know
 /// `len >= N` (likewise `<=`/`>` with `N + 1`, `==` on its jump, `!=` on
-/// its fall-through; 32-bit forms compare the low word, which is at most
-/// the length). A block knows the least of what its incoming edges know
-/// (a forward data-flow problem, solved to its fixed point, so that loops
-/// and any jumps backwards are accounted for); the first block knows 0.
-/// Which registers hold r2's entry value is followed as [`RegisterFacts`]
-/// follows facts (copies by 64-bit `mov`; a block that a jump leads to
-/// knows only those that held it at the end of the first block, which
-/// ends at relative pc `entry_end`, and that are `kept`: nothing later
-/// writes them), except that every call forgets r0 to r5. A block that
-/// no path reaches gets 0. Empty when no such test exists (0 everywhere).
-fn input_length_floors(
-    program: &Program,
-    func: Function,
-    jumped_to: &[bool],
-    entry_end: usize,
-    kept: u16,
-) -> Vec<u64> {
+/// its fall-through, and the signed and 32-bit forms: [`length_test`]). A
+/// block knows the least of what its incoming edges know (a forward
+/// data-flow problem, solved to its fixed point, so that loops and any
+/// jumps backwards are accounted for); the first block knows 0. Which
+/// registers hold r2's entry value comes from [`Blocks`]. A block that no
+/// path reaches gets 0. Empty when no such test exists (0 everywhere).
+fn input_length_floors(program: &Program, func: Function, blocks: &Blocks) -> Vec<u64> {
     let instrs = &program.instrs()[func.start..func.end];
     let len = instrs.len();
-    // Block starts (relative): the first pc, jump targets, pcs after a
-    // branch or exit, and wherever the program starts a block (so that a
-    // translator entering each of its blocks meets every change here).
-    let mut leader: Vec<bool> = (0..len)
-        .map(|k| k == 0 || jumped_to[k] || program.is_block_start(func.start + k))
-        .collect();
-    for (k, i) in instrs.iter().enumerate() {
-        let ends = matches!(i, Instr::Jcond { .. } | Instr::Ja { .. } | Instr::Exit);
-        if ends && k + i.slots() < len {
-            leader[k + i.slots()] = true;
-        }
-    }
-    let starts: Vec<usize> = (0..len).filter(|&k| leader[k]).collect();
-    let block_of = |k: usize| starts.partition_point(|&s| s <= k) - 1;
-    // Each block's edges: (successor block, what the edge knows), at most
-    // a jump and a fall-through.
-    const NONE: (usize, u64) = (usize::MAX, 0);
-    let mut edges = vec![[NONE; 2]; starts.len()];
+    let n = blocks.starts.len();
+    // Each block's edges: what the jump and the fall-through know.
+    let mut edge_floor = vec![[0u64; 2]; n];
     let mut any_test = false;
-    // Registers (bit r) holding r2's entry value, at the end of the
-    // previous block, and those that hold it everywhere after the first
-    // block (held at its end, written by nothing later).
-    let mut holders: u16 = 0;
-    let mut stable: u16 = 0;
-    for (b, &first) in starts.iter().enumerate() {
-        let end = starts.get(b + 1).copied().unwrap_or(len);
-        if b == 1 && first == entry_end && !jumped_to[0] {
-            stable = holders & kept;
-        }
-        holders = if first == 0 && !jumped_to[0] {
-            1 << 2
-        } else if first > 0 && only_fall_through(jumped_to, first, Some(instrs[first - 1])) {
-            holders
-        } else {
-            stable
+    for (b, floor) in edge_floor.iter_mut().enumerate() {
+        let Some(mut facts) = blocks.entry[b] else {
+            continue;
         };
-        let mut k = first;
-        let mut last = None;
-        while k < end {
-            let i = &instrs[k];
-            last = Some(k);
-            holders = match *i {
-                Instr::Alu {
-                    width: Width::W64,
-                    op: AluOp::Mov,
-                    dst,
-                    src: Operand::Reg(s),
-                } => {
-                    let bit = holders >> s & 1;
-                    holders & !(1 << dst) | bit << dst
-                }
-                _ => holders & !writes(i),
-            };
-            k += i.slots();
-        }
-        let Some(k) = last else { continue };
-        let i = instrs[k];
-        let (taken, fall) = match i {
-            Instr::Jcond {
+        // A block ends at its only conditional jump, which reads its
+        // register before anything after it could change it.
+        for i in blocks.instrs_of(instrs, b) {
+            if let Instr::Jcond {
                 width,
                 cond,
                 dst,
                 src: Operand::Imm(imm),
                 ..
-            } if holders >> dst & 1 == 1 => length_test(width, cond, imm),
-            _ => (0, 0),
-        };
-        any_test |= taken > 0 || fall > 0;
-        let target = i
-            .branch_target()
-            .and_then(|t| usize::try_from(t).ok()?.checked_sub(func.start))
-            .filter(|&t| t < len);
-        if let Some(t) = target {
-            edges[b][0] = (block_of(t), taken);
+            } = *i
+            {
+                if facts.get(dst as usize) == Some(&Offset::Length) {
+                    let (taken, fall) = length_test(width, cond, imm);
+                    *floor = [taken, fall];
+                }
+            }
+            follow(&mut facts, i);
         }
-        let next = k + i.slots();
-        if i.falls_through() && next < len {
-            edges[b][1] = (block_of(next), fall);
-        }
+        any_test |= *floor != [0, 0];
     }
     if !any_test {
         return Vec::new();
     }
-    let mut known = vec![u64::MAX; starts.len()];
+    let mut known = vec![u64::MAX; n];
     known[0] = 0;
     let mut changed = true;
     while changed {
         changed = false;
-        for b in 0..starts.len() {
+        for b in 0..n {
             if known[b] == u64::MAX {
                 continue;
             }
-            for &(s, floor) in &edges[b] {
+            for (e, &s) in blocks.succ[b].iter().enumerate() {
                 if s == usize::MAX {
                     continue;
                 }
-                let v = known[b].max(floor);
+                let v = known[b].max(edge_floor[b][e]);
                 if v < known[s] {
                     known[s] = v;
                     changed = true;
@@ -459,8 +648,8 @@ fn input_length_floors(
         }
     }
     let mut floors = vec![0; len];
-    for (b, &first) in starts.iter().enumerate() {
-        let end = starts.get(b + 1).copied().unwrap_or(len);
+    for (b, &first) in blocks.starts.iter().enumerate() {
+        let end = blocks.starts.get(b + 1).copied().unwrap_or(len);
         if known[b] != u64::MAX {
             floors[first..end].fill(known[b]);
         }
@@ -470,12 +659,21 @@ fn input_length_floors(
 
 /// What `if (width) len cond imm goto` tells of `len` on its (jump,
 /// fall-through) edges: a length it is at least (0: nothing).
+///
+/// The 32-bit forms compare the low half of `len`, which is at most `len`:
+/// a floor of the half is one of `len`. The signed forms give a floor only
+/// from `x s>= m` with `m > 0`: then `x` is not negative, so it is at
+/// least `m` unsigned too (clang turns `if (data + 14 > end)` with `end =
+/// data + len` into `if len s< 14`).
 fn length_test(width: Width, cond: Cond, imm: i32) -> (u64, u64) {
     let n = match width {
         Width::W64 => imm as i64 as u64,
         Width::W32 => imm as u32 as u64,
     };
     let above = n.saturating_add(1);
+    // `imm` as both widths compare it when signed.
+    let m = i64::from(imm);
+    let at_least = |m: i64| u64::try_from(m).unwrap_or(0);
     match cond {
         Cond::Lt => (0, n),
         Cond::Le => (0, above),
@@ -483,7 +681,11 @@ fn length_test(width: Width, cond: Cond, imm: i32) -> (u64, u64) {
         Cond::Ge => (n, 0),
         Cond::Eq => (n, 0),
         Cond::Ne => (0, n),
-        _ => (0, 0),
+        Cond::SLt => (0, at_least(m)),
+        Cond::SLe => (0, at_least(m + 1)),
+        Cond::SGt => (at_least(m + 1), 0),
+        Cond::SGe => (at_least(m), 0),
+        Cond::Set => (0, 0),
     }
 }
 
@@ -552,12 +754,19 @@ mod tests {
     }
 
     #[test]
-    fn a_jump_back_to_the_first_block_keeps_nothing() {
+    fn a_jump_back_to_the_first_block_keeps_what_it_brings_back() {
         // 0: mov r6, r10; 1: jeq r1, 0, -2 (to 0); 2: exit.
         let p = program("mov %r6, %r10\njeq %r1, 0, -2\nexit");
         let mut facts = RegisterFacts::new(&p, p.functions()[0], true);
         facts.enter_block(&p, 0);
-        assert_eq!(facts.of(1), None, "pc 0 is jumped to: no entry facts");
+        assert_eq!(facts.of(1), Some(Known::Input(0)), "the loop keeps r1");
+        assert_eq!(facts.of(6), None, "r6 was not set on the first entry");
+        // 0: add r1, 1; 1: jeq r1, 0, -2: r1 differs on the two edges.
+        let p = program("add %r1, 1\njeq %r1, 0, -2\nexit");
+        let mut facts = RegisterFacts::new(&p, p.functions()[0], true);
+        facts.enter_block(&p, 0);
+        assert_eq!(facts.of(1), None, "r1 or r1 + 1");
+        assert_eq!(facts.of(2), Some(Known::InputLength));
         facts.set(6, Some(Known::Stack(0)));
         facts.enter_block(&p, 2);
         assert_eq!(facts.stack_offset(6), Some(0), "pc 2: the fall-through");
@@ -628,7 +837,13 @@ mod tests {
             ("jle %r2, 15, +1", 16),
             ("jne %r2, 16, +1", 16),
             ("jlt32 %r2, 16, +1", 16),
+            ("jslt %r2, 16, +1", 16),
+            ("jsle %r2, 15, +1", 16),
+            ("jslt32 %r2, 16, +1", 16),
             ("jsge %r2, 16, +1", 0),
+            // `len s>= -5` or `s> -1`: anything from 0 up.
+            ("jslt %r2, -5, +1", 0),
+            ("jsle %r2, -1, +1", 0),
             ("jset %r2, 16, +1", 0),
             ("jlt %r2, %r3, +1", 0),
         ];
@@ -643,6 +858,12 @@ mod tests {
             ("jgt %r2, 15, +1", 16),
             ("jeq %r2, 16, +1", 16),
             ("jgt32 %r2, 15, +1", 16),
+            ("jsge %r2, 16, +1", 16),
+            ("jsgt %r2, 15, +1", 16),
+            ("jsgt32 %r2, 15, +1", 16),
+            ("jsgt %r2, -1, +1", 0),
+            ("jsge %r2, 0, +1", 0),
+            ("jsgt %r2, 2147483647, +1", 1 << 31),
         ] {
             let src = format!("{test}\nexit\nmov %r0, 1\nexit");
             assert_eq!(floors(&src), vec![0, 0, want, want], "{test}");
@@ -715,7 +936,17 @@ mod tests {
             "the length is no address"
         );
         facts.enter_block(&p, 4);
-        assert_eq!(facts.of(1), None, "written after the first block");
+        assert_eq!(
+            facts.of(1),
+            Some(Known::Input(0)),
+            "pc 4: only the jump leads here"
+        );
+        // Two paths with r1 and r1 + 4 meet at pc 3.
+        let two = program("jlt %r2, 16, +1\nadd %r1, 4\nmov %r0, 0\nexit");
+        let mut facts = RegisterFacts::new(&two, two.functions()[0], true);
+        facts.enter_block(&two, 2);
+        assert_eq!(facts.of(1), None, "r1 or r1 + 4");
+        assert_eq!(facts.of(2), Some(Known::InputLength));
         // Not for AOT code, nor for any function but the entry.
         let facts = RegisterFacts::new(&p, f, false);
         assert_eq!(facts.of(1), None);
