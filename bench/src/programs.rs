@@ -65,6 +65,7 @@ mod native {
         pub fn native_sort(mem: *mut u8, len: u64) -> u64;
         pub fn native_straight_line(mem: *mut u8, len: u64) -> u64;
         pub fn native_branchy(mem: *mut u8, len: u64) -> u64;
+        pub fn native_parse(mem: *mut u8, len: u64) -> u64;
     }
 }
 
@@ -177,6 +178,23 @@ fn input_straight_line() -> Vec<u8> {
 
 fn input_branchy() -> Vec<u8> {
     random_bytes(15, 256)
+}
+
+/// One Ethernet frame: IPv4 with one word of options (IHL 6), TCP (ACK)
+/// and 16 bytes of payload.
+fn input_parse() -> Vec<u8> {
+    let mut p = Vec::with_capacity(74);
+    p.extend_from_slice(&[0x02, 0, 0, 0, 0, 0x01, 0x02, 0, 0, 0, 0, 0x02, 0x08, 0x00]);
+    // IPv4: version 4, IHL 6, total length 60, DF, TTL 64, TCP,
+    // 10.0.0.1 -> 10.0.0.2, a no-op option word.
+    p.extend_from_slice(&[0x46, 0, 0, 60, 0x12, 0x34, 0x40, 0, 64, 6, 0, 0]);
+    p.extend_from_slice(&[10, 0, 0, 1, 10, 0, 0, 2, 1, 1, 1, 0]);
+    // TCP: 49152 -> 443, sequence and acknowledgement numbers, data
+    // offset 5, ACK, window 65535.
+    p.extend_from_slice(&[0xc0, 0x00, 0x01, 0xbb, 0x11, 0x22, 0x33, 0x44]);
+    p.extend_from_slice(&[0, 0, 0, 1, 0x50, 0x10, 0xff, 0xff, 0, 0, 0, 0]);
+    p.extend_from_slice(&random_bytes(16, 16));
+    p
 }
 
 /// Every benchmark program.
@@ -346,10 +364,21 @@ pub static PROGRAMS: &[BenchProgram] = &[
         uses_maps: false,
         uses_calls: false,
     },
+    BenchProgram {
+        name: "parse",
+        what: "packet parser: Ethernet, IPv4/IPv6, TCP/UDP/ICMP (~300 + 100 instructions)",
+        bpf_object: object!("parse"),
+        native: native!(native_parse),
+        input: input_parse,
+        expected: EXPECTED[15],
+        trivial: false,
+        uses_maps: false,
+        uses_calls: true,
+    },
 ];
 
 /// The expected results, in [`PROGRAMS`] order.
-const EXPECTED: [u64; 15] = [
+const EXPECTED: [u64; 16] = [
     65,
     0x131c_c7b3_4fce_ca9b,
     0x0091_32e7_f58e_daeb,
@@ -365,6 +394,7 @@ const EXPECTED: [u64; 15] = [
     0x57cf_e283_dbc0,
     0xb749_499a_e9fe_ba75,
     0x3a04_ada0_d194_cfb1,
+    0x8050_747e_87ce_2801,
 ];
 
 /// The program named `name`.
