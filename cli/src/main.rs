@@ -241,6 +241,10 @@ struct InputArgs {
 struct RunArgs {
     #[command(flatten)]
     input: InputArgs,
+    /// Input memory from a file, as `--mem FILE` (`bpfvm run prog.o
+    /// mem.bin`).
+    #[arg(value_name = "MEM", conflicts_with_all = ["mem", "mem_hex"])]
+    mem_file: Option<PathBuf>,
     /// Input memory from a file (raw bytes); the program gets r1 = its
     /// address, r2 = its length.
     #[arg(long, value_name = "FILE", conflicts_with = "mem_hex")]
@@ -428,10 +432,10 @@ fn read_input(path: &Path) -> Result<Vec<u8>, CliError> {
     }
 }
 
-/// The input memory: `--mem`, else `--mem-hex`, else `fallback` (a `.data`
-/// file's `-- mem`), else none.
+/// The input memory: `--mem` (or the MEM argument), else `--mem-hex`,
+/// else `fallback` (a `.data` file's `-- mem`), else none.
 fn input_memory(args: &RunArgs, fallback: Option<Vec<u8>>) -> Result<Vec<u8>, CliError> {
-    match (&args.mem, &args.mem_hex) {
+    match (args.mem.as_ref().or(args.mem_file.as_ref()), &args.mem_hex) {
         (Some(path), _) => read_input(path),
         (None, Some(text)) => {
             hex::parse_hex(text).map_err(|e| CliError::Usage(format!("--mem-hex: {e}")))

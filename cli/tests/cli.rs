@@ -84,6 +84,24 @@ fn runs_the_shipped_example() {
 }
 
 #[test]
+fn the_input_memory_may_follow_the_program() {
+    // `bpfvm run --tier T prog mem.bin`, as `--mem mem.bin`.
+    let dir = repo().join("examples");
+    let (prog, mem) = (dir.join("hello.asm"), dir.join("hello.mem"));
+    let (prog, mem) = (prog.to_str().unwrap(), mem.to_str().unwrap());
+    for tier in ["interp", "cranelift"] {
+        let o = bpfvm(&["run", "--tier", tier, prog, mem, "--dump-mem"]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert!(stdout(&o).contains("|HELLO, WORLD!.|"), "{}", stdout(&o));
+    }
+    // Not together with --mem or --mem-hex: a usage error.
+    for other in [["--mem", mem], ["--mem-hex", "00"]] {
+        let o = bpfvm(&["run", prog, mem, other[0], other[1]]);
+        assert_eq!(o.status.code(), Some(2), "{other:?}: {}", stderr(&o));
+    }
+}
+
+#[test]
 fn json_output_parses() {
     let o = run_asm(
         "json",
