@@ -148,12 +148,17 @@ pub struct RunReport {
 /// 16-byte aligned.
 pub struct Stack {
     words: Vec<u128>,
+    /// The lowest word helpers may have written since the last clear
+    /// (`words.len()`: none).
+    helper_low: usize,
 }
 
 impl Stack {
     pub fn new(call_depth: usize) -> Stack {
+        let words = call_depth * STACK_FRAME_SIZE / 16;
         Stack {
-            words: vec![0u128; call_depth * STACK_FRAME_SIZE / 16],
+            words: vec![0u128; words],
+            helper_low: words,
         }
     }
     pub fn bottom(&mut self) -> u64 {
@@ -169,14 +174,26 @@ impl Stack {
     /// Zeroes the whole area (the state every run starts from).
     pub fn clear(&mut self) {
         self.words.fill(0);
+        self.helper_low = self.words.len();
     }
-    /// Zeroes the top `frames` frames only: enough after a run that could
-    /// touch no more than those (a checked program without calls touches
-    /// only the outermost frame).
+    /// Zeroes the top `frames` frames, and whatever helpers may have
+    /// written since the last clear: enough after a run whose own
+    /// accesses could reach no more than those frames (checked code
+    /// reaches its frame and its callers' only: a program whose calls
+    /// nest `d` deep writes at most its top `d` frames,
+    /// [`crate::program::Program::max_frames`]).
     pub fn clear_top(&mut self, frames: usize) {
         let words = (frames * STACK_FRAME_SIZE / 16).min(self.words.len());
-        let start = self.words.len() - words;
+        let start = (self.words.len() - words).min(self.helper_low);
         self.words[start..].fill(0);
+        self.helper_low = self.words.len();
+    }
+    /// Records that helpers may have written the area from address `lo`
+    /// up (a run's [`VmCtx::stack_written_lo`]), for [`Stack::clear_top`].
+    pub fn note_helper_writes(&mut self, lo: u64) {
+        let bottom = self.words.as_ptr() as u64;
+        let word = (lo.saturating_sub(bottom) / 16) as usize;
+        self.helper_low = self.helper_low.min(word);
     }
     pub fn bytes(&self) -> Vec<u8> {
         self.words.iter().flat_map(|w| w.to_le_bytes()).collect()
@@ -238,10 +255,12 @@ pub fn execute_on(
         last_region_start: 0,
         last_region_limits: [0; 8],
         check_answer: 0,
+        stack_written_lo: stack.top(),
     };
     // SAFETY: the context points at `mem`, `stack`, the regions and the
     // helper table, all borrowed for the duration of this call.
     let r0 = unsafe { code.call(&mut ctx, r1, r2) };
+    stack.note_helper_writes(ctx.stack_written_lo);
     outcome(&ctx, r0, opts)
 }
 

@@ -22,6 +22,10 @@ struct Entry {
     id: u32,
     name: String,
     func: Arc<HelperClosure>,
+    /// The helper records every write it makes to the run's stack area in
+    /// [`VmCtx::stack_written_lo`] ([`Helpers::register_recording`]); for
+    /// any other, the whole area counts as written after a call.
+    records_stack_writes: bool,
 }
 
 /// A set of helpers by id. Cloning is cheap; the slot table built by
@@ -44,27 +48,61 @@ impl Helpers {
         Helpers::default()
     }
 
-    /// Registers (or replaces) helper `id`.
+    /// Registers (or replaces) helper `id`. The stack area of a run that
+    /// calls it is zeroed whole after the run, since `f` may have written
+    /// anywhere in it.
     pub fn register<F>(&mut self, id: u32, name: &str, f: F) -> &mut Self
     where
         F: Fn(&mut VmCtx, [u64; 5]) -> Result<u64, HelperError> + Send + Sync + 'static,
     {
-        self.entries.retain(|e| e.id != id);
-        self.entries.push(Arc::new(Entry {
-            id,
-            name: name.to_string(),
-            func: Arc::new(f),
-        }));
-        self
+        self.add(id, name, Arc::new(f), false)
     }
 
-    /// Registers (or replaces) helper `id` with a shared closure.
+    /// As [`Helpers::register`], for a helper that lowers
+    /// [`VmCtx::stack_written_lo`] to the lowest stack address it writes
+    /// (or writes no stack memory): after the run only that part is
+    /// zeroed, besides the frames the program could write itself.
+    pub fn register_recording<F>(&mut self, id: u32, name: &str, f: F) -> &mut Self
+    where
+        F: Fn(&mut VmCtx, [u64; 5]) -> Result<u64, HelperError> + Send + Sync + 'static,
+    {
+        self.add(id, name, Arc::new(f), true)
+    }
+
+    /// Registers (or replaces) helper `id` with a shared closure (as
+    /// [`Helpers::register`]).
     pub fn register_shared(&mut self, id: u32, name: &str, f: Arc<HelperClosure>) -> &mut Self {
+        self.add(id, name, f, false)
+    }
+
+    /// As [`Helpers::register_shared`], saying whether the closure records
+    /// its stack writes ([`Helpers::register_recording`]): for a wrapper
+    /// that keeps what the helper it wraps does.
+    pub fn register_shared_as(
+        &mut self,
+        id: u32,
+        name: &str,
+        f: Arc<HelperClosure>,
+        records_stack_writes: bool,
+    ) -> &mut Self {
+        self.add(id, name, f, records_stack_writes)
+    }
+
+    /// Whether helper `id` records its stack writes
+    /// ([`Helpers::register_recording`]).
+    pub fn records_stack_writes(&self, id: u32) -> bool {
+        self.entries
+            .iter()
+            .any(|e| e.id == id && e.records_stack_writes)
+    }
+
+    fn add(&mut self, id: u32, name: &str, func: Arc<HelperClosure>, records: bool) -> &mut Self {
         self.entries.retain(|e| e.id != id);
         self.entries.push(Arc::new(Entry {
             id,
             name: name.to_string(),
-            func: f,
+            func,
+            records_stack_writes: records,
         }));
         self
     }
@@ -163,6 +201,9 @@ unsafe extern "C" fn trampoline(
     // `ctx` is the live context of the run making the call.
     let (entry, ctx) = unsafe { (&*(data as *const Entry), &mut *ctx) };
     let result = catch_unwind(AssertUnwindSafe(|| (entry.func)(ctx, [a1, a2, a3, a4, a5])));
+    if !entry.records_stack_writes {
+        ctx.stack_written_lo = ctx.stack_bottom;
+    }
     match result {
         Ok(Ok(v)) => v,
         Ok(Err(HelperError::Fault { addr, size, write })) => {

@@ -95,6 +95,50 @@ impl Program {
         self.functions.get(k.checked_sub(1)?)
     }
 
+    /// The most stack frames a run can have at once: the entry's, plus the
+    /// deepest nesting of `call local` from it. `None` when that has no
+    /// bound here: a function that a chain of calls reaches again
+    /// (recursion, bounded only by the call-depth limit).
+    pub fn max_frames(&self) -> Option<usize> {
+        // Per function: 0 unvisited, 1 on the current path, 2 done.
+        let n = self.functions.len();
+        let mut state = vec![0u8; n];
+        let mut depth = vec![1usize; n];
+        let index = |start: usize| self.functions.iter().position(|f| f.start == start);
+        // Depth-first, without recursion: (function, next pc to scan).
+        let mut path = vec![(0usize, self.functions.first()?.start)];
+        state[0] = 1;
+        while let Some(&mut (f, ref mut pc)) = path.last_mut() {
+            let end = self.functions[f].end;
+            let callee = (*pc..end).find_map(|p| match self.instrs[p] {
+                Instr::CallLocal { target } => Some((p, target as usize)),
+                _ => None,
+            });
+            match callee {
+                Some((p, target)) => {
+                    *pc = p + 1;
+                    let g = index(target)?;
+                    match state[g] {
+                        1 => return None,
+                        2 => depth[f] = depth[f].max(1 + depth[g]),
+                        _ => {
+                            state[g] = 1;
+                            path.push((g, self.functions[g].start));
+                        }
+                    }
+                }
+                None => {
+                    state[f] = 2;
+                    path.pop();
+                    if let Some(&(caller, _)) = path.last() {
+                        depth[caller] = depth[caller].max(1 + depth[f]);
+                    }
+                }
+            }
+        }
+        Some(depth[0])
+    }
+
     /// Whether `pc` starts a basic block.
     /// The array map a `call 1` (`map_lookup_elem`) at `pc` looks up, when
     /// a JIT may inline it: the map is one of `maps` (see
@@ -208,4 +252,33 @@ fn block_costs(instrs: &[Instr], functions: &[Function]) -> Vec<u32> {
         cost[start] = count;
     }
     cost
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::asm::assemble;
+    use crate::verifier::{verify, VerifyOptions};
+
+    fn frames(src: &str) -> Option<usize> {
+        verify(assemble(src).unwrap(), &VerifyOptions::default())
+            .unwrap()
+            .max_frames()
+    }
+
+    #[test]
+    fn max_frames_is_the_deepest_chain_of_calls() {
+        assert_eq!(frames("mov %r0, 0\nexit"), Some(1));
+        // main -> a -> b, and main -> b.
+        let chain =
+            "call local a\ncall local b\nexit\na:\ncall local b\nexit\nb:\nmov %r0, 1\nexit";
+        assert_eq!(frames(chain), Some(3));
+        // Two callees side by side: two frames at most.
+        let side = "call local a\ncall local b\nexit\na:\nexit\nb:\nexit";
+        assert_eq!(frames(side), Some(2));
+        // Recursion: no bound but the call-depth limit.
+        let rec = "call local a\nexit\na:\njeq %r1, 0, +1\ncall local a\nexit";
+        assert_eq!(frames(rec), None);
+        let back = "start:\njeq %r1, 0, +1\ncall local start\nexit";
+        assert_eq!(frames(back), None);
+    }
 }

@@ -127,6 +127,14 @@ pub struct VmCtx {
     /// [`bpfvm_check_access`]'s answer (1: allowed, 0: not), since the
     /// `preserve_all` call it makes has no return value.
     pub check_answer: u64,
+    /// The lowest stack address a helper may have written in this run
+    /// (`stack_top`: none). A helper may write anywhere in the stack area,
+    /// below the calling frame too, so after the run the stack is zeroed
+    /// from here up as well as the frames the program itself could write
+    /// ([`crate::backend::Stack::note_helper_writes`]). The runtime's
+    /// helpers record their writes; after any other helper the whole area
+    /// counts as written.
+    pub stack_written_lo: u64,
 }
 
 pub const OFFSET_MEM_START: i32 = offset_of!(VmCtx, mem_start) as i32;
@@ -326,6 +334,7 @@ mod tests {
         assert_eq!(OFFSET_LAST_REGION_START, 104);
         assert_eq!(OFFSET_LAST_REGION_LIMITS, 112);
         assert_eq!(OFFSET_CHECK_ANSWER, 176);
+        assert_eq!(std::mem::size_of::<VmCtx>(), 192);
         assert_eq!(HELPER_SLOT_SIZE, 16);
     }
 
@@ -348,6 +357,7 @@ mod tests {
             last_region_start: 0,
             last_region_limits: [0; 8],
             check_answer: 0,
+            stack_written_lo: 5000,
         }
     }
 

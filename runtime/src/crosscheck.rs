@@ -88,7 +88,8 @@ pub(crate) fn recording_helpers(helpers: &Helpers) -> Helpers {
                 },
             }
         });
-        out.register_shared(id, name, wrapped);
+        // Replaying writes nothing; recording writes what `f` writes.
+        out.register_shared_as(id, name, wrapped, helpers.records_stack_writes(id));
     }
     out
 }

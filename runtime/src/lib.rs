@@ -45,7 +45,7 @@ pub const CONFORMANCE_HELPER_ID: u32 = 5;
 /// `bpfvm` command line, the conformance plugin and the test harness.
 pub fn standard_test_helpers() -> Helpers {
     let mut helpers = Helpers::new();
-    helpers.register(
+    helpers.register_recording(
         CONFORMANCE_HELPER_ID,
         "conformance_helper",
         |_ctx, _args| Ok(0),

@@ -165,11 +165,7 @@ impl Program {
             TierPolicy::Tiered { call_threshold, .. } => call_threshold,
             _ => u64::MAX,
         };
-        let dirty_frames = if engine_checked_single_function(&engine, &verified) {
-            1
-        } else {
-            engine.0.config.call_depth
-        };
+        let dirty_frames = frames_a_run_writes(&engine, &verified);
         let inner = ProgramInner {
             engine,
             verified,
@@ -486,8 +482,15 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// A checked program with one function only ever touches the outermost
 /// stack frame.
-fn engine_checked_single_function(engine: &Engine, verified: &Verified) -> bool {
-    engine.0.config.memory_checks && verified.functions().len() == 1
+/// The top stack frames a run may leave written, besides what helpers
+/// record (`Stack::clear_top`): checked code reaches only its own frame
+/// and its callers', so as many as calls nest; unchecked code, any.
+fn frames_a_run_writes(engine: &Engine, verified: &Verified) -> usize {
+    let all = engine.0.config.call_depth;
+    match verified.max_frames() {
+        Some(n) if engine.0.config.memory_checks => n.min(all),
+        _ => all,
+    }
 }
 
 fn tier1_available(engine: &Engine) -> bool {

@@ -103,9 +103,13 @@ pub(crate) fn read(ctx: &VmCtx, addr: u64, len: u64) -> Result<Vec<u8>, HelperEr
     Ok(unsafe { std::slice::from_raw_parts(addr as *const u8, len as usize) }.to_vec())
 }
 
-/// Copies `bytes` into the run's memory at `addr`, after checking it.
-pub(crate) fn write(ctx: &VmCtx, addr: u64, bytes: &[u8]) -> Result<(), HelperError> {
+/// Copies `bytes` into the run's memory at `addr`, after checking it;
+/// a write to the stack is recorded in `stack_written_lo`.
+pub(crate) fn write(ctx: &mut VmCtx, addr: u64, bytes: &[u8]) -> Result<(), HelperError> {
     check(ctx, addr, bytes.len() as u64, true)?;
+    if !bytes.is_empty() && addr >= ctx.stack_bottom && addr < ctx.stack_top {
+        ctx.stack_written_lo = ctx.stack_written_lo.min(addr);
+    }
     // SAFETY: the range lies in writable memory of the run; `bytes` is a
     // host buffer, so the two do not overlap.
     unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), addr as *mut u8, bytes.len()) };
@@ -120,10 +124,13 @@ fn map_arg(shared: &Shared, handle: u64) -> Result<&Arc<Map>, HelperError> {
 }
 
 /// The standard helpers; `reenter` runs tail-call targets and callbacks.
+/// Each is registered as recording its stack writes: it writes no stack
+/// memory, or writes it through [`write`], which records it (`bpf_loop`
+/// counts the whole area as written: its callbacks may write anywhere).
 pub(crate) fn standard(shared: &Arc<Shared>, reenter: &Arc<Reenter>) -> Helpers {
     let mut h = Helpers::new();
     let s = shared.clone();
-    h.register(
+    h.register_recording(
         MAP_LOOKUP_ELEM,
         "map_lookup_elem",
         move |ctx, [m, key, ..]| {
@@ -133,7 +140,7 @@ pub(crate) fn standard(shared: &Arc<Shared>, reenter: &Arc<Reenter>) -> Helpers 
         },
     );
     let s = shared.clone();
-    h.register(
+    h.register_recording(
         MAP_UPDATE_ELEM,
         "map_update_elem",
         move |ctx, [m, key, value, flags, _]| {
@@ -150,7 +157,7 @@ pub(crate) fn standard(shared: &Arc<Shared>, reenter: &Arc<Reenter>) -> Helpers 
         },
     );
     let s = shared.clone();
-    h.register(
+    h.register_recording(
         MAP_DELETE_ELEM,
         "map_delete_elem",
         move |ctx, [m, key, ..]| {
@@ -165,7 +172,7 @@ pub(crate) fn standard(shared: &Arc<Shared>, reenter: &Arc<Reenter>) -> Helpers 
             })
         },
     );
-    h.register(PROBE_READ, "probe_read", |ctx, [dst, size, src, ..]| {
+    h.register_recording(PROBE_READ, "probe_read", |ctx, [dst, size, src, ..]| {
         let size = size & 0xffff_ffff;
         check(ctx, dst, size, true)?;
         match read(ctx, src, size) {
@@ -180,11 +187,11 @@ pub(crate) fn standard(shared: &Arc<Shared>, reenter: &Arc<Reenter>) -> Helpers 
         }
     });
     let s = shared.clone();
-    h.register(KTIME_GET_NS, "ktime_get_ns", move |_, _| {
+    h.register_recording(KTIME_GET_NS, "ktime_get_ns", move |_, _| {
         Ok(s.epoch.elapsed().as_nanos() as u64)
     });
     let s = shared.clone();
-    h.register(
+    h.register_recording(
         TRACE_PRINTK,
         "trace_printk",
         move |ctx, [fmt, size, a1, a2, a3]| {
@@ -192,7 +199,7 @@ pub(crate) fn standard(shared: &Arc<Shared>, reenter: &Arc<Reenter>) -> Helpers 
         },
     );
     let s = shared.clone();
-    h.register(GET_PRANDOM_U32, "get_prandom_u32", move |_, _| {
+    h.register_recording(GET_PRANDOM_U32, "get_prandom_u32", move |_, _| {
         let next = |x: u64| {
             let mut x = x;
             x ^= x << 13;
@@ -206,13 +213,13 @@ pub(crate) fn standard(shared: &Arc<Shared>, reenter: &Arc<Reenter>) -> Helpers 
             .unwrap_or(0);
         Ok((next(old).wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) as u32 as u64)
     });
-    h.register(GET_SMP_PROCESSOR_ID, "get_smp_processor_id", |_, _| Ok(0));
-    h.register(GET_CURRENT_PID_TGID, "get_current_pid_tgid", |_, _| {
+    h.register_recording(GET_SMP_PROCESSOR_ID, "get_smp_processor_id", |_, _| Ok(0));
+    h.register_recording(GET_CURRENT_PID_TGID, "get_current_pid_tgid", |_, _| {
         let pid = std::process::id() as u64;
         Ok(pid << 32 | pid)
     });
     let s = shared.clone();
-    h.register(
+    h.register_recording(
         RINGBUF_OUTPUT,
         "ringbuf_output",
         move |ctx, [m, data, size, _flags, _]| {
@@ -230,7 +237,7 @@ pub(crate) fn standard(shared: &Arc<Shared>, reenter: &Arc<Reenter>) -> Helpers 
         },
     );
     let s = shared.clone();
-    h.register(
+    h.register_recording(
         RINGBUF_RESERVE,
         "ringbuf_reserve",
         move |_, [m, size, flags, ..]| {
@@ -246,7 +253,7 @@ pub(crate) fn standard(shared: &Arc<Shared>, reenter: &Arc<Reenter>) -> Helpers 
         (RINGBUF_DISCARD, "ringbuf_discard", false),
     ] {
         let s = shared.clone();
-        h.register(id, name, move |_, [data, ..]| {
+        h.register_recording(id, name, move |_, [data, ..]| {
             match s.maps.ringbuf_owning(data) {
                 Some(rb) if rb.finish(data, commit) => Ok(0),
                 _ => Err(HelperError::Failed(EINVAL as u32)),
@@ -254,12 +261,12 @@ pub(crate) fn standard(shared: &Arc<Shared>, reenter: &Arc<Reenter>) -> Helpers 
         });
     }
     let (s, r) = (shared.clone(), reenter.clone());
-    h.register(TAIL_CALL, "tail_call", move |ctx, [c, m, index, ..]| {
+    h.register_recording(TAIL_CALL, "tail_call", move |ctx, [c, m, index, ..]| {
         let map = map_arg(&s, m)?;
         r.tail_call(ctx, map, c, index)
     });
     let r = reenter.clone();
-    h.register(
+    h.register_recording(
         LOOP,
         "loop",
         move |ctx, [nr, callback, cb_ctx, flags, _]| r.bpf_loop(ctx, nr, callback, cb_ctx, flags),

@@ -195,6 +195,8 @@ impl Reenter {
             len: ctx.stack_top - ctx.stack_bottom,
             writable: 1,
         };
+        // The callbacks may write anywhere in this run's stack area.
+        ctx.stack_written_lo = ctx.stack_bottom;
         for i in 0..nr {
             match run_nested(ctx, code.as_ref(), i, cb_ctx, Some(stack)) {
                 None => return Ok(0),
@@ -237,6 +239,7 @@ fn run_nested(
         last_region_start: 0,
         last_region_limits: [0; 8],
         check_answer: 0,
+        stack_written_lo: stack.top(),
     };
     // SAFETY: the context points at a fresh stack, a region list and the
     // parent's helper table and memory, all alive for the whole call (the
