@@ -973,8 +973,8 @@ mod tests {
     }
 
     /// With length guards, programs test r2 or a copy of it first, in the
-    /// 64- and 32-bit forms of `<` and `<=`, and a test that fails skips to
-    /// the end; the default options add no test.
+    /// 64- and 32-bit forms of `<` and `<=`, signed and unsigned, and a
+    /// test that fails skips to the end; the default options add no test.
     #[test]
     fn length_guards_come_first_in_every_form() {
         use bpfvm::engine::instr::{decode, Cond, Instr, Width};
@@ -1000,15 +1000,18 @@ mod tests {
             else {
                 panic!("seed {seed}: no test at pc {k}");
             };
-            assert!(matches!(cond, Cond::Lt | Cond::Le), "seed {seed}");
+            assert!(
+                matches!(cond, Cond::Lt | Cond::Le | Cond::SLt | Cond::SLe),
+                "seed {seed}"
+            );
             assert_eq!(dst, if k == 2 { 3 } else { 2 }, "seed {seed}");
             assert!(
                 target as usize > k + 1 && (target as usize) < p.len(),
                 "seed {seed}"
             );
-            forms.insert((width == Width::W64, cond == Cond::Lt, k));
+            forms.insert((width == Width::W64, format!("{cond:?}"), k));
         }
-        assert_eq!(forms.len(), 8, "{forms:?}");
+        assert_eq!(forms.len(), 16, "{forms:?}");
         // Off by default: pc 1 then loads r0.
         for seed in 0..50 {
             let p = generate(seed, &GenOptions::default());
