@@ -260,7 +260,9 @@ pub fn execute_on(
     // SAFETY: the context points at `mem`, `stack`, the regions and the
     // helper table, all borrowed for the duration of this call.
     let r0 = unsafe { code.call(&mut ctx, r1, r2) };
-    stack.note_helper_writes(ctx.stack_written_lo);
+    if ctx.stack_written_lo != ctx.stack_top {
+        stack.note_helper_writes(ctx.stack_written_lo);
+    }
     outcome(&ctx, r0, opts)
 }
 

@@ -480,8 +480,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     }
 }
 
-/// A checked program with one function only ever touches the outermost
-/// stack frame.
 /// The top stack frames a run may leave written, besides what helpers
 /// record (`Stack::clear_top`): checked code reaches only its own frame
 /// and its callers', so as many as calls nest; unchecked code, any.
