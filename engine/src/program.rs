@@ -104,7 +104,11 @@ impl Program {
         let n = self.functions.len();
         let mut state = vec![0u8; n];
         let mut depth = vec![1usize; n];
-        let index = |start: usize| self.functions.iter().position(|f| f.start == start);
+        let index = |start: usize| {
+            self.functions
+                .binary_search_by_key(&start, |f| f.start)
+                .ok()
+        };
         // Depth-first, without recursion: (function, next pc to scan).
         let mut path = vec![(0usize, self.functions.first()?.start)];
         state[0] = 1;

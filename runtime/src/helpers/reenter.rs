@@ -246,6 +246,12 @@ fn run_nested(
     // parent's run is suspended in this helper).
     let r0 = unsafe { code.call(&mut ctx, r1, r2) };
     parent.budget = ctx.budget;
+    // A helper of the nested run that records nothing (a host's) may have
+    // written through a pointer into this run's stack (a tail call's
+    // context argument, a callback's region).
+    if ctx.stack_written_lo != ctx.stack_top {
+        parent.stack_written_lo = parent.stack_bottom;
+    }
     match ctx.trap_code {
         TRAP_NONE => Some(r0),
         TRAP_EXIT => Some(ctx.trap_addr),
