@@ -369,6 +369,9 @@ struct Blocks {
     succ: Vec<[usize; 2]>,
     /// Per block: the facts at its start (`None`: no path reaches it).
     entry: Vec<Option<Facts>>,
+    /// Per block: the facts at its end, before its branch (which writes
+    /// nothing).
+    exit: Vec<Option<Facts>>,
 }
 
 /// What [`Blocks`] follows of a register: a compact [`Known`] of the
@@ -462,6 +465,7 @@ impl Blocks {
             starts,
             succ,
             entry: Vec::new(),
+            exit: Vec::new(),
         };
         blocks.solve(instrs, initial.map(Offset::of));
         blocks
@@ -470,6 +474,7 @@ impl Blocks {
     fn solve(&mut self, instrs: &[Instr], initial: Facts) {
         let n = self.starts.len();
         self.entry = vec![None; n];
+        self.exit = vec![None; n];
         if n == 0 {
             return;
         }
@@ -482,6 +487,9 @@ impl Blocks {
             for i in self.instrs_of(instrs, b) {
                 follow(&mut facts, i);
             }
+            // A change of the block's entry queues it again, so the last
+            // visit leaves the exit of the final entry.
+            self.exit[b] = Some(facts);
             for s in self.succ[b] {
                 if s == usize::MAX {
                     continue;
@@ -600,28 +608,26 @@ fn input_length_floors(program: &Program, func: Function, blocks: &Blocks) -> Ve
     let mut edge_floor = vec![[0u64; 2]; n];
     let mut any_test = false;
     for (b, floor) in edge_floor.iter_mut().enumerate() {
-        let Some(mut facts) = blocks.entry[b] else {
-            continue;
-        };
-        // A block ends at its only conditional jump, which reads its
-        // register before anything after it could change it.
-        for i in blocks.instrs_of(instrs, b) {
-            if let Instr::Jcond {
+        // A conditional jump ends its block.
+        let end = blocks.starts.get(b + 1).copied().unwrap_or(len);
+        let last = last_instr(instrs, blocks.starts[b], end).map(|k| instrs[k]);
+        if let (
+            Some(facts),
+            Some(Instr::Jcond {
                 width,
                 cond,
                 dst,
                 src: Operand::Imm(imm),
                 ..
-            } = *i
-            {
-                if facts.get(dst as usize) == Some(&Offset::Length) {
-                    let (taken, fall) = length_test(width, cond, imm);
-                    *floor = [taken, fall];
-                }
+            }),
+        ) = (blocks.exit[b], last)
+        {
+            if facts.get(dst as usize) == Some(&Offset::Length) {
+                let (taken, fall) = length_test(width, cond, imm);
+                *floor = [taken, fall];
+                any_test |= *floor != [0, 0];
             }
-            follow(&mut facts, i);
         }
-        any_test |= *floor != [0, 0];
     }
     if !any_test {
         return Vec::new();
