@@ -156,7 +156,7 @@ impl RegisterFacts {
             known[1] = Some(Known::Input(0));
             known[2] = Some(Known::InputLength);
         }
-        let blocks = Blocks::new(program, func, &jumped_to, &known);
+        let blocks = Blocks::new(program, func, &known);
         let input_floors = if input {
             input_length_floors(program, func, &blocks)
         } else {
@@ -360,9 +360,9 @@ fn only_fall_through(jumped_to: &[bool], k: usize, before: Option<Instr>) -> boo
 /// `call; exit` stub), never by a jump from another function.
 #[derive(Clone, Debug)]
 struct Blocks {
-    /// Block starts (relative pcs, ascending): the first pc, jump targets,
-    /// pcs after a branch or exit, and wherever the program starts a block
-    /// (so that a translator entering each of its blocks finds one here).
+    /// Block starts (relative pcs, ascending): where the program starts a
+    /// block ([`Program::is_block_start`]), so that a translator entering
+    /// each of its blocks finds one here.
     starts: Vec<usize>,
     /// Per block: its successors (jump target, fall-through; `usize::MAX`
     /// for none).
@@ -423,24 +423,14 @@ type Facts = [Offset; 10];
 
 impl Blocks {
     /// The blocks of `func`, whose first pc starts with `initial`.
-    fn new(
-        program: &Program,
-        func: Function,
-        jumped_to: &[bool],
-        initial: &[Option<Known>; 10],
-    ) -> Blocks {
+    fn new(program: &Program, func: Function, initial: &[Option<Known>; 10]) -> Blocks {
         let instrs = &program.instrs()[func.start..func.end];
         let len = instrs.len();
-        let mut leader: Vec<bool> = (0..len)
-            .map(|k| k == 0 || jumped_to[k] || program.is_block_start(func.start + k))
+        // The program's blocks (`block_costs`): the function's start, jump
+        // targets, and pcs after a branch or exit.
+        let starts: Vec<usize> = (0..len)
+            .filter(|&k| program.is_block_start(func.start + k))
             .collect();
-        for (k, i) in instrs.iter().enumerate() {
-            let ends = matches!(i, Instr::Jcond { .. } | Instr::Ja { .. } | Instr::Exit);
-            if ends && k + i.slots() < len {
-                leader[k + i.slots()] = true;
-            }
-        }
-        let starts: Vec<usize> = (0..len).filter(|&k| leader[k]).collect();
         let block_of = |k: usize| starts.partition_point(|&s| s <= k) - 1;
         let mut succ = vec![[usize::MAX; 2]; starts.len()];
         for (b, &first) in starts.iter().enumerate() {
