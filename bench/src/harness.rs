@@ -211,12 +211,8 @@ impl Subject {
         let code = backend.compile(&self.program, opts)?;
         let elapsed = start.elapsed();
         let table = self.helpers(tier, opts)?.table();
-        // As the runtime does: a checked run writes at most as many top
-        // frames as its calls nest (and what helpers record).
-        let dirty_frames = match self.program.max_frames() {
-            Some(n) if opts.checked => n.min(opts.call_depth),
-            _ => opts.call_depth,
-        };
+        // As the runtime does.
+        let dirty_frames = self.program.frames_written(opts.checked, opts.call_depth);
         Ok((
             Runner::Code(CodeRunner {
                 stack: Stack::new(opts.call_depth),

@@ -143,6 +143,17 @@ impl Program {
         Some(depth[0])
     }
 
+    /// The top stack frames a run may leave written, besides what helpers
+    /// record (`Stack::clear_top`): checked code reaches only its own frame
+    /// and its callers', so as many as calls nest ([`Program::max_frames`]);
+    /// unchecked code, any of the `call_depth`.
+    pub fn frames_written(&self, checked: bool, call_depth: usize) -> usize {
+        match self.max_frames() {
+            Some(n) if checked => n.min(call_depth),
+            _ => call_depth,
+        }
+    }
+
     /// Whether `pc` starts a basic block.
     /// The array map a `call 1` (`map_lookup_elem`) at `pc` looks up, when
     /// a JIT may inline it: the map is one of `maps` (see

@@ -165,7 +165,8 @@ impl Program {
             TierPolicy::Tiered { call_threshold, .. } => call_threshold,
             _ => u64::MAX,
         };
-        let dirty_frames = frames_a_run_writes(&engine, &verified);
+        let config = &engine.0.config;
+        let dirty_frames = verified.frames_written(config.memory_checks, config.call_depth);
         let inner = ProgramInner {
             engine,
             verified,
@@ -477,17 +478,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     match m.lock() {
         Ok(g) => g,
         Err(p) => p.into_inner(),
-    }
-}
-
-/// The top stack frames a run may leave written, besides what helpers
-/// record (`Stack::clear_top`): checked code reaches only its own frame
-/// and its callers', so as many as calls nest; unchecked code, any.
-fn frames_a_run_writes(engine: &Engine, verified: &Verified) -> usize {
-    let all = engine.0.config.call_depth;
-    match verified.max_frames() {
-        Some(n) if engine.0.config.memory_checks => n.min(all),
-        _ => all,
     }
 }
 
