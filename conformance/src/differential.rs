@@ -120,6 +120,38 @@ impl Differ {
     }
 }
 
+/// Runs `insns` over `mem` on every available tier, at Cranelift's levels
+/// 0, 1 and 3 (the LLVM tier at O0, O1 and O3), checked; panics, naming
+/// `what`, when the program does not verify or a tier differs from the
+/// interpreter. Returns the interpreter's result (the same at each level).
+pub fn agree_on_every_tier(what: &str, insns: &[Insn], mem: &[u8]) -> Result<u64, Trap> {
+    let tiers: Vec<Box<dyn Backend>> = bpfvm::tier::Tier::available()
+        .into_iter()
+        .filter_map(|t| bpfvm::tier::backend(t).ok())
+        .collect();
+    let refs: Vec<&dyn Backend> = tiers.iter().map(|b| b.as_ref()).collect();
+    let mut result = None;
+    for opt_level in [0u8, 1, 3] {
+        let opts = CompileOptions {
+            opt_level,
+            ..CompileOptions::default()
+        };
+        let mut differ = Differ::new(differential_helpers(), mem.len(), opts.call_depth);
+        let what = format!("{what}, input of {} bytes, O{opt_level}", mem.len());
+        let runs = differ
+            .run_all(insns, mem, &refs, &opts)
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        let (_, reference) = &runs[0];
+        for (tier, obs) in &runs[1..] {
+            if let Some(d) = difference(reference, obs) {
+                panic!("{what}: {tier} differs from the interpreter: {d}");
+            }
+        }
+        result = Some(reference.result.clone());
+    }
+    result.expect("three levels ran")
+}
+
 /// Describes the first difference between a reference and another run.
 pub fn difference(reference: &Observed, other: &Observed) -> Option<String> {
     if reference.result != other.result {

@@ -8,11 +8,9 @@
 //! so that a case cannot pass by testing nothing.
 
 use bpfvm::engine::asm::assemble;
-use bpfvm::engine::backend::{Backend, CompileOptions};
 use bpfvm::engine::disasm::disassemble;
 use bpfvm::engine::trap::Trap;
-use bpfvm::tier::{backend, Tier};
-use bpfvm_conformance::differential::{difference, differential_helpers, Differ};
+use bpfvm_conformance::differential::agree_on_every_tier;
 
 /// What the interpreter must give for an input of some length.
 #[derive(Debug)]
@@ -37,43 +35,22 @@ fn word(mem: &[u8], at: usize) -> u64 {
 /// Runs `src` on every tier with each `(length, want)`.
 fn check(name: &str, src: &str, cases: &[(usize, Want)]) {
     let insns = assemble(src).unwrap_or_else(|e| panic!("{name}: {e}"));
-    let tiers: Vec<Box<dyn Backend>> = Tier::available()
-        .into_iter()
-        .filter_map(|t| backend(t).ok())
-        .collect();
-    let refs: Vec<&dyn Backend> = tiers.iter().map(|b| b.as_ref()).collect();
     for (len, want) in cases {
         let mem = input(*len);
-        for opt_level in [0u8, 1, 3] {
-            let opts = CompileOptions {
-                opt_level,
-                ..CompileOptions::default()
-            };
-            let mut differ = Differ::new(differential_helpers(), *len, opts.call_depth);
-            let what = format!("{name}, input of {len} bytes, O{opt_level}");
-            let runs = differ
-                .run_all(&insns, &mem, &refs, &opts)
-                .unwrap_or_else(|e| panic!("{what}: {e}\n{}", disassemble(&insns)));
-            let (_, reference) = &runs[0];
-            let ok = match (want, &reference.result) {
-                (Want::R0(v), Ok(r0)) => r0 == v,
-                (Want::Word(at), Ok(r0)) => *r0 == word(&mem, *at),
-                (Want::OutOfBounds(at, n), Err(Trap::OutOfBounds { pc, size, .. })) => {
-                    pc == at && size == n
-                }
-                _ => false,
-            };
-            assert!(
-                ok,
-                "{what}: the interpreter gave {:?}, want {want:?}",
-                reference.result
-            );
-            for (tier, obs) in &runs[1..] {
-                if let Some(d) = difference(reference, obs) {
-                    panic!("{what}: {tier} differs from the interpreter: {d}\n{src}");
-                }
+        let what = format!("{name}\n{}", disassemble(&insns));
+        let result = agree_on_every_tier(&what, &insns, &mem);
+        let ok = match (want, &result) {
+            (Want::R0(v), Ok(r0)) => r0 == v,
+            (Want::Word(at), Ok(r0)) => *r0 == word(&mem, *at),
+            (Want::OutOfBounds(at, n), Err(Trap::OutOfBounds { pc, size, .. })) => {
+                pc == at && size == n
             }
-        }
+            _ => false,
+        };
+        assert!(
+            ok,
+            "{name}, input of {len} bytes: the interpreter gave {result:?}, want {want:?}"
+        );
     }
 }
 

@@ -283,6 +283,53 @@ pub unsafe extern "C" fn bpfvm_check_access(
     }
 }
 
+/// One load of a group that generated code checks with one call
+/// ([`bpfvm_check_group`]): bits 0–7 its size in bytes, bits 8–23 its
+/// offset from the group's base register (an `i16`), bits 24–63 its pc.
+pub const fn grouped_load(pc: usize, off: i16, size: u64) -> u64 {
+    (pc as u64) << 24 | (off as u16 as u64) << 8 | size
+}
+
+/// Out-of-line check of a group of loads through one base register
+/// (`bpfvm_engine::facts::RegisterFacts::load_group`), for generated code
+/// whose inline test could not place the whole group in one region:
+/// `table` holds the number of loads, then each load in program order
+/// ([`grouped_load`]). Each is checked at `base + off` as
+/// [`bpfvm_check_access`] checks a load; the first refused one records
+/// its trap, its pc included, and the answer is 0; else 1.
+///
+/// # Safety
+/// `ctx` must point to a live `VmCtx`, and `table` to a count `n` followed
+/// by `n` entries.
+pub unsafe extern "C" fn bpfvm_check_group(
+    ctx: *mut VmCtx,
+    base: u64,
+    table: *const u64,
+    frame_lo: u64,
+) -> u64 {
+    // SAFETY: per the contract, ctx is live and not aliased mutably
+    // elsewhere, and the table holds its count and entries.
+    let (ctx, loads) = unsafe {
+        let n = *table as usize;
+        (&mut *ctx, std::slice::from_raw_parts(table.add(1), n))
+    };
+    for &load in loads {
+        let size = load & 0xff;
+        let off = (load >> 8) as u16 as i16;
+        let addr = base.wrapping_add(off as i64 as u64);
+        match ctx.allowing(addr, size, false, frame_lo) {
+            Some(Allowed::Region(r)) => ctx.remember_region(r),
+            Some(_) => {}
+            None => {
+                ctx.raise(TRAP_LOAD, addr, size as u32);
+                ctx.trap_pc = load >> 24;
+                return 0;
+            }
+        }
+    }
+    1
+}
+
 /// Calls helper `id` for generated code (used for `callx`, where the id is
 /// only known at run time): records `TRAP_UNKNOWN_HELPER` when it is not
 /// registered.
@@ -435,6 +482,48 @@ mod tests {
             last(&c),
             (u64::MAX - 3, [3, 2, 0, 0, 3, 2, 0, 0]),
             "clipped to the address space, too short for 4 and 8 bytes"
+        );
+    }
+
+    #[test]
+    fn a_group_check_traps_at_its_first_refused_load() {
+        let mut c = ctx();
+        let rs = [Region {
+            start: 100,
+            len: 50,
+            writable: 0,
+        }];
+        c.regions = rs.as_ptr();
+        c.region_count = 1;
+        // SAFETY (every call): `c` is live and each table holds its count.
+        let check = |c: &mut VmCtx, base, loads: &[u64]| {
+            let table: Vec<u64> = std::iter::once(loads.len() as u64)
+                .chain(loads.iter().copied())
+                .collect();
+            unsafe { bpfvm_check_group(c, base, table.as_ptr(), 4488) }
+        };
+        let loads = [
+            grouped_load(7, 2, 8),
+            grouped_load(9, -2, 1),
+            grouped_load(12, 6, 4),
+        ];
+        // Input 1000..1010: base 1002 reads 1004..1012 first.
+        assert_eq!(check(&mut c, 1002, &loads), 0);
+        assert_eq!(
+            (c.trap_code, c.trap_pc, c.trap_addr, c.trap_size),
+            (TRAP_LOAD, 7, 1004, 8)
+        );
+        // 1000..1008, 998, 1006..1010: the second is the first refused.
+        assert_eq!(check(&mut c, 1000, &loads), 0);
+        assert_eq!((c.trap_pc, c.trap_addr, c.trap_size), (9, 998, 1));
+        // All three in the read-only region: allowed, and remembered.
+        assert_eq!(check(&mut c, 110, &loads), 1);
+        assert_eq!(c.last_region_start, 100);
+        let far = [grouped_load((1 << 30) + 5, i16::MIN, 2)];
+        assert_eq!(check(&mut c, 40_000, &far), 0);
+        assert_eq!(
+            (c.trap_pc, c.trap_addr, c.trap_size),
+            ((1 << 30) + 5, 40_000 - 32_768, 2)
         );
     }
 }

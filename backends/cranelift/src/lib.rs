@@ -51,9 +51,10 @@ impl Backend for CraneliftBackend {
         opts: &CompileOptions,
     ) -> Result<Box<dyn CompiledCode>, CompileError> {
         validate_options(opts)?;
-        let (memory, entry) = build(program, opts, None)?;
+        let (memory, entry, tables) = build(program, opts, None)?;
         Ok(Box::new(CraneliftCode {
             _memory: memory,
+            _tables: tables,
             entry,
             opts: opts.clone(),
         }))
@@ -93,6 +94,8 @@ pub struct CraneliftCode {
     opts: CompileOptions,
     /// Declared last so the entry pointer is never used after unmapping.
     _memory: CodeMemory,
+    /// The tables of the code's group checks.
+    _tables: GroupTables,
 }
 
 // SAFETY: the machine code is immutable after placement and may be called
@@ -194,6 +197,12 @@ struct Scratch {
     fctx: FunctionBuilderContext,
 }
 
+/// The tables of a program's group checks, at the addresses its code uses.
+type GroupTables = Vec<Box<[u64]>>;
+
+/// A program's compiled functions, and the tables of their group checks.
+type Compiled = (Vec<FunctionCode>, GroupTables);
+
 thread_local! {
     static SCRATCH: RefCell<Option<Box<Scratch>>> = const { RefCell::new(None) };
 }
@@ -202,8 +211,8 @@ fn build(
     program: &Program,
     opts: &CompileOptions,
     text: Option<&mut ClifText>,
-) -> Result<(CodeMemory, Entry), CompileError> {
-    let compiled = compile_functions(program, opts, text)?;
+) -> Result<(CodeMemory, Entry, GroupTables), CompileError> {
+    let (compiled, tables) = compile_functions(program, opts, text)?;
     let align = isa(opts.opt_level)?.function_alignment().preferred as usize;
     let (memory, addrs) = CodeMemory::place(&compiled, align).map_err(fail)?;
     let entry_addr = compiled
@@ -215,7 +224,7 @@ fn build(
     // signature in the platform's default calling convention (the C one),
     // and `memory` is now executable.
     let entry = unsafe { std::mem::transmute::<usize, Entry>(entry_addr) };
-    Ok((memory, entry))
+    Ok((memory, entry, tables))
 }
 
 /// Translates and compiles each function of `program`, with this
@@ -224,7 +233,7 @@ fn compile_functions(
     program: &Program,
     opts: &CompileOptions,
     text: Option<&mut ClifText>,
-) -> Result<Vec<FunctionCode>, CompileError> {
+) -> Result<Compiled, CompileError> {
     SCRATCH.with(|cell| {
         // Compiles do not nest; should one ever, it gets fresh state.
         let mut taken = cell.try_borrow_mut().ok().and_then(|mut s| s.take());
@@ -250,18 +259,19 @@ fn compile_with(
     opts: &CompileOptions,
     mut text: Option<&mut ClifText>,
     scratch: &mut Scratch,
-) -> Result<Vec<FunctionCode>, CompileError> {
+) -> Result<Compiled, CompileError> {
     let isa = isa(opts.opt_level)?;
     let isa = isa.as_ref();
     // (signature, (ctx, data, r1..r5), (ctx, addr, size, write, frame_lo))
     let internal = signature(isa, 7);
     let Scratch { ctx, fctx } = scratch;
-    let check_fn = if opts.checked {
-        slow_path::trampoline()?
+    let (check_fn, group_fn) = if opts.checked {
+        (slow_path::trampoline()?, slow_path::group_trampoline()?)
     } else {
-        0
+        (0, 0)
     };
     let mut compiled = Vec::with_capacity(program.functions().len());
+    let mut tables = Vec::new();
     for f in program.functions() {
         // Cleared, not replaced: the function keeps its tables' capacity
         // from the last compile.
@@ -304,8 +314,11 @@ fn compile_with(
                 helper_sig: signature(isa, 7),
                 check_sig: slow_path::signature(),
                 check_fn: check_fn as i64,
+                group_fn: group_fn as i64,
             };
-            header = Translator::new(&mut b, program, opts, &ext, *f).translate();
+            let (h, t) = Translator::new(&mut b, program, opts, &ext, *f).translate();
+            header = h;
+            tables.extend(t);
             b.finalize(isa.frontend_config());
         }
         compiled.push(compile_function(
@@ -318,7 +331,7 @@ fn compile_with(
         )?);
     }
 
-    Ok(compiled)
+    Ok((compiled, tables))
 }
 
 /// Compiles the function in `ctx` to machine code, recording its IR for
@@ -561,7 +574,7 @@ mod tests {
                     ..CompileOptions::default()
                 };
                 let what = format!("O{opt_level}, checked {checked}:\n{src}");
-                let functions = compile_functions(&p, &opts, None).unwrap();
+                let (functions, _tables) = compile_functions(&p, &opts, None).unwrap();
                 let f = &functions[0];
                 let h = f
                     .loop_header

@@ -14,12 +14,16 @@
 //! 0: not) in `VmCtx::check_answer`, since `preserve_all` has no return
 //! value, and on a refusal completes the trap record with the access's pc,
 //! so that the generated code needs no trap block of its own per access.
-//! The trampoline is compiled once per process and never freed.
+//! A second trampoline, with the same signature, checks a group of loads
+//! (`bpfvm_check_group`, which records the whole trap itself). Each
+//! trampoline is compiled once per process and never freed.
 
 use std::sync::{Mutex, OnceLock};
 
 use bpfvm_engine::instr::MemSize;
-use bpfvm_engine::vmctx::{bpfvm_check_access, OFFSET_CHECK_ANSWER, OFFSET_TRAP_PC};
+use bpfvm_engine::vmctx::{
+    bpfvm_check_access, bpfvm_check_group, OFFSET_CHECK_ANSWER, OFFSET_TRAP_PC,
+};
 use cranelift_codegen::control::ControlPlane;
 use cranelift_codegen::ir::types::I64;
 use cranelift_codegen::ir::{
@@ -49,27 +53,51 @@ pub(crate) fn access(pc: usize, size: MemSize, write: bool) -> i64 {
     ((pc as i64) << 16) | ((write as i64) << 8) | size.bytes() as i64
 }
 
-/// The trampoline's address. A failed build (no memory for the
-/// mapping) fails this compile only; the next one tries again.
+/// Which check a trampoline makes.
+#[derive(Clone, Copy)]
+enum Check {
+    /// `(ctx, addr, access, frame_lo)`: one access.
+    Access,
+    /// `(ctx, base, table, frame_lo)`: a group of loads.
+    Group,
+}
+
+/// The address of the trampoline for one access. A failed build (no
+/// memory for the mapping) fails this compile only; the next one tries
+/// again.
 pub(crate) fn trampoline() -> Result<usize, CompileError> {
     static ADDR: OnceLock<usize> = OnceLock::new();
+    cached(&ADDR, Check::Access)
+}
+
+/// The address of the trampoline for a group of loads.
+pub(crate) fn group_trampoline() -> Result<usize, CompileError> {
+    static ADDR: OnceLock<usize> = OnceLock::new();
+    cached(&ADDR, Check::Group)
+}
+
+fn cached(slot: &OnceLock<usize>, check: Check) -> Result<usize, CompileError> {
     static BUILDING: Mutex<()> = Mutex::new(());
-    if let Some(&addr) = ADDR.get() {
+    if let Some(&addr) = slot.get() {
         return Ok(addr);
     }
     let _one_at_a_time = BUILDING.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(&addr) = ADDR.get() {
+    if let Some(&addr) = slot.get() {
         return Ok(addr);
     }
-    let addr = build().map_err(fail)?;
-    Ok(*ADDR.get_or_init(|| addr))
+    let addr = build(check).map_err(fail)?;
+    Ok(*slot.get_or_init(|| addr))
 }
 
-fn build() -> Result<usize, String> {
+fn build(check: Check) -> Result<usize, String> {
     let isa = isa(3).map_err(|e| e.to_string())?;
     let isa: &dyn TargetIsa = isa.as_ref();
     let mut fctx = FunctionBuilderContext::new();
-    let mut ctx = Context::for_function(trampoline_function(isa, &mut fctx));
+    let func = match check {
+        Check::Access => trampoline_function(isa, &mut fctx),
+        Check::Group => group_trampoline_function(isa, &mut fctx),
+    };
+    let mut ctx = Context::for_function(func);
     let code = ctx
         .compile(isa, &mut ControlPlane::default())
         .map_err(|e| format!("the check trampoline: {:?}", e.inner))?;
@@ -119,6 +147,29 @@ fn trampoline_function(isa: &dyn TargetIsa, fctx: &mut FunctionBuilderContext) -
     b.ins().store(t, pc, ctx, OFFSET_TRAP_PC);
     b.ins().return_(&[]);
     b.switch_to_block(done);
+    b.ins().return_(&[]);
+    b.seal_all_blocks();
+    b.finalize(isa.frontend_config());
+    func
+}
+
+/// The trampoline `(ctx, base, table, frame_lo)`: `bpfvm_check_group`,
+/// which records a refused load's whole trap.
+fn group_trampoline_function(isa: &dyn TargetIsa, fctx: &mut FunctionBuilderContext) -> Function {
+    let mut func = Function::with_name_signature(UserFuncName::user(1, 1), signature());
+    let mut b = FunctionBuilder::new(&mut func, fctx);
+    let entry = b.create_block();
+    b.append_block_params_for_function_params(entry);
+    b.switch_to_block(entry);
+    let p = b.block_params(entry).to_vec();
+    let check_sig = b.import_signature(c_signature(isa, 4));
+    let f = b
+        .ins()
+        .iconst(I64, bpfvm_check_group as *const () as usize as i64);
+    let call = b.ins().call_indirect(check_sig, f, &p);
+    let allowed = b.inst_results(call)[0];
+    b.ins()
+        .store(MemFlagsData::trusted(), allowed, p[0], OFFSET_CHECK_ANSWER);
     b.ins().return_(&[]);
     b.seal_all_blocks();
     b.finalize(isa.frontend_config());

@@ -8,11 +8,12 @@
 //! `ctx.trap_code` after every call and return at once when it is set.
 
 use bpfvm_engine::backend::{ArrayMapLayout, CompileOptions};
-use bpfvm_engine::facts::{Known, KnownTarget, RegisterFacts};
+use bpfvm_engine::facts::{GroupedLoad, Known, KnownTarget, RegisterFacts};
 use bpfvm_engine::instr::{AluOp, AtomicOp, Cond, Endian, Instr, MemSize, Operand, Width};
 use bpfvm_engine::isa::STACK_FRAME_SIZE;
 use bpfvm_engine::program::{Function, Program, MAP_LOOKUP_ELEM};
 use bpfvm_engine::vmctx::*;
+use cranelift_codegen::cursor::{Cursor, FuncCursor};
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::types::{I16, I32, I64, I8};
 use cranelift_codegen::ir::{
@@ -33,6 +34,8 @@ pub(crate) struct Externals<'a> {
     pub check_sig: Signature,
     /// Its address (checked code only).
     pub check_fn: i64,
+    /// The address of the group check's trampoline (same signature).
+    pub group_fn: i64,
 }
 
 /// A trap site: a cold block at the end of the function that passes what
@@ -76,6 +79,18 @@ pub(crate) struct Translator<'a, 'b> {
     mem_bound: [Option<Value>; 4],
     /// Per access size, `stack_top - frame_lo - n + 1`.
     stack_bound: [Option<Value>; 4],
+    /// The input's length and `stack_top - frame_lo`, for a group's check.
+    mem_len: Option<Value>,
+    window: Option<Value>,
+    /// Per pc (relative): a load whose check a group's covered.
+    covered: Vec<bool>,
+    /// The bounds `span_bound` computed: (the frame's, span, bound).
+    span_bounds: Vec<(bool, i64, Value)>,
+    /// The function's entry block, where the per-run values are.
+    entry: Block,
+    /// The groups' tables, which the code refers to
+    /// ([`bpfvm_engine::vmctx::bpfvm_check_group`]).
+    tables: Vec<Box<[u64]>>,
     /// `stack_bottom + 512`: a call whose new r10 is below it is too deep.
     depth_floor: Option<Value>,
     helpers: Option<Value>,
@@ -98,6 +113,31 @@ pub(crate) struct Translator<'a, 'b> {
     /// What the code since the last merge point shows of the registers'
     /// values, for the checks of the accesses through them.
     facts: RegisterFacts,
+    /// The registers' SSA values since the last merge point.
+    cache: RegisterCache,
+}
+
+/// The registers' SSA values in the stretch of code being emitted: since
+/// the last merge point of the program, the blocks a check or a call adds
+/// included, since the block that computed a value dominates all of them.
+/// Reads take a register from here without asking the frontend (each
+/// `use_var` is a lookup, and in a block a check added, with two
+/// predecessors, a block parameter to make and remove again); writes reach
+/// the frontend's variables only when control leaves the stretch
+/// ([`Translator::flush`]), once per register however often it was
+/// written. A 32-bit result is kept as the `i32` it is, and widened only
+/// when something reads all 64 bits: a run of 32-bit instructions has no
+/// `uextend`/`ireduce` between each two.
+#[derive(Clone, Copy, Default)]
+struct RegisterCache {
+    /// The register's value.
+    full: [Option<Value>; 11],
+    /// An `i32` equal to the register's low half; when `full` is `None`,
+    /// the register is its zero extension.
+    low: [Option<Value>; 11],
+    /// Registers (bit r) written since the frontend's variables were last
+    /// told ([`Translator::flush`]).
+    dirty: u16,
 }
 
 fn flags() -> MemFlagsData {
@@ -148,6 +188,12 @@ impl<'a, 'b> Translator<'a, 'b> {
             mem_start: None,
             mem_bound: [None; 4],
             stack_bound: [None; 4],
+            mem_len: None,
+            window: None,
+            covered: vec![false; len],
+            span_bounds: Vec::new(),
+            entry,
+            tables: Vec::new(),
             depth_floor: None,
             helpers: None,
             helper_count: None,
@@ -161,6 +207,7 @@ impl<'a, 'b> Translator<'a, 'b> {
             helper_sig: None,
             check_sig: None,
             facts: RegisterFacts::new(program, func, true),
+            cache: RegisterCache::default(),
         };
         t.load_invariants();
         t.find_last_branches();
@@ -179,6 +226,8 @@ impl<'a, 'b> Translator<'a, 'b> {
             let top = self.b.ins().load(I64, trusted(), ctx, OFFSET_STACK_TOP);
             let len = self.b.ins().isub(end, start);
             let window = self.b.ins().isub(top, self.frame_lo);
+            self.mem_len = Some(len);
+            self.window = Some(window);
             let zero = self.b.ins().iconst(I64, 0);
             for (k, n) in [1i64, 2, 4, 8].into_iter().enumerate() {
                 if !sizes[k] {
@@ -249,8 +298,10 @@ impl<'a, 'b> Translator<'a, 'b> {
     }
 
     /// Translates the whole function. Returns the block of its hottest
-    /// loop's header, if it has a loop (see [`hottest_loop_header`]).
-    pub(crate) fn translate(mut self) -> Option<Block> {
+    /// loop's header, if it has a loop (see [`hottest_loop_header`]), and
+    /// the tables its group checks refer to, which must live as long as
+    /// its code.
+    pub(crate) fn translate(mut self) -> (Option<Block>, Vec<Box<[u64]>>) {
         let header = hottest_loop_header(self.program, self.func);
         let first = self.block_at(self.func.start);
         self.b.ins().jump(first, &[]);
@@ -265,11 +316,15 @@ impl<'a, 'b> Translator<'a, 'b> {
             if self.program.is_block_start(pc) {
                 let blk = self.block_at(pc);
                 if !self.filled {
+                    self.flush();
                     self.b.ins().jump(blk, &[]);
                 }
                 self.b.switch_to_block(blk);
                 self.schedule_seal(pc);
                 self.filled = false;
+                if !self.only_fall_through(pc) {
+                    self.cache = RegisterCache::default();
+                }
                 self.facts.enter_block(self.program, pc);
                 self.charge_budget(pc);
             } else if self.filled {
@@ -279,6 +334,7 @@ impl<'a, 'b> Translator<'a, 'b> {
                 self.b.seal_block(blk);
                 self.filled = false;
                 self.facts.clear();
+                self.cache = RegisterCache::default();
             }
             let step = if self.select_over_one(pc, ins) {
                 2
@@ -294,7 +350,8 @@ impl<'a, 'b> Translator<'a, 'b> {
         }
         self.emit_traps();
         self.b.seal_all_blocks();
-        header.and_then(|pc| self.blocks[pc - self.func.start])
+        let header = header.and_then(|pc| self.blocks[pc - self.func.start]);
+        (header, self.tables)
     }
 
     /// Whether `dst cond src` holds (the condition of a `Jcond`).
@@ -461,24 +518,85 @@ impl<'a, 'b> Translator<'a, 'b> {
         }
     }
 
-    fn get(&mut self, r: u8) -> Value {
-        self.b.use_var(self.regs[r as usize])
+    /// Whether only the fall-through of the previous instruction leads to
+    /// the block at `pc`: then the block before dominates it.
+    fn only_fall_through(&self, pc: usize) -> bool {
+        pc > self.func.start
+            && self.last_branch_to[pc - self.func.start].is_none()
+            && self.program.instrs()[pc - 1].falls_through()
     }
 
+    /// Register `r`'s value.
+    fn get(&mut self, r: u8) -> Value {
+        let k = r as usize;
+        if let Some(v) = self.cache.full[k] {
+            return v;
+        }
+        let v = match self.cache.low[k] {
+            Some(low) => self.b.ins().uextend(I64, low),
+            None => self.b.use_var(self.regs[k]),
+        };
+        self.cache.full[k] = Some(v);
+        v
+    }
+
+    /// The low half of register `r`, as an `i32`.
+    fn get32(&mut self, r: u8) -> Value {
+        let k = r as usize;
+        if let Some(v) = self.cache.low[k] {
+            return v;
+        }
+        let full = self.get(r);
+        let v = self.b.ins().ireduce(I32, full);
+        self.cache.low[k] = Some(v);
+        v
+    }
+
+    /// Sets register `r` to the 64-bit `v`.
     fn set(&mut self, r: u8, v: Value) {
         self.facts.set(r, None);
-        self.b.def_var(self.regs[r as usize], v);
+        let k = r as usize;
+        self.cache.full[k] = Some(v);
+        self.cache.low[k] = None;
+        self.cache.dirty |= 1 << r;
+    }
+
+    /// Sets register `r` to the zero extension of the `i32` `v`.
+    fn set32(&mut self, r: u8, v: Value) {
+        self.facts.set(r, None);
+        let k = r as usize;
+        self.cache.full[k] = None;
+        self.cache.low[k] = Some(v);
+        self.cache.dirty |= 1 << r;
+    }
+
+    /// Sets `r` to a result of `width`: `v` is an `i32` for 32 bits.
+    fn set_width(&mut self, width: Width, r: u8, v: Value) {
+        match width {
+            Width::W64 => self.set(r, v),
+            Width::W32 => self.set32(r, v),
+        }
+    }
+
+    /// Tells the frontend's variables what the registers written since
+    /// the last flush hold, before control leaves for a block that reads
+    /// them through the variables.
+    fn flush(&mut self) {
+        let mut dirty = std::mem::take(&mut self.cache.dirty);
+        while dirty != 0 {
+            let r = dirty.trailing_zeros() as u8;
+            dirty &= dirty - 1;
+            let v = self.get(r);
+            self.b.def_var(self.regs[r as usize], v);
+        }
     }
 
     fn operand(&mut self, width: Width, src: Operand) -> Value {
         match src {
-            Operand::Reg(r) => {
-                let v = self.get(r);
-                match width {
-                    Width::W64 => v,
-                    Width::W32 => self.b.ins().ireduce(I32, v),
-                }
-            }
+            Operand::Reg(r) => match width {
+                Width::W64 => self.get(r),
+                Width::W32 => self.get32(r),
+            },
             Operand::Imm(i) => match width {
                 Width::W64 => self.b.ins().iconst(I64, i as i64),
                 Width::W32 => self.b.ins().iconst(I32, i as u32 as i64),
@@ -487,17 +605,9 @@ impl<'a, 'b> Translator<'a, 'b> {
     }
 
     fn dst_value(&mut self, width: Width, dst: u8) -> Value {
-        let v = self.get(dst);
         match width {
-            Width::W64 => v,
-            Width::W32 => self.b.ins().ireduce(I32, v),
-        }
-    }
-
-    fn widen(&mut self, width: Width, v: Value) -> Value {
-        match width {
-            Width::W64 => v,
-            Width::W32 => self.b.ins().uextend(I64, v),
+            Width::W64 => self.get(dst),
+            Width::W32 => self.get32(dst),
         }
     }
 
@@ -511,7 +621,7 @@ impl<'a, 'b> Translator<'a, 'b> {
             } => {
                 let ty = if width == Width::W64 { I64 } else { I32 };
                 let known = self.facts.after_alu(width, op, dst, src);
-                let r = match (op, src) {
+                match (op, src) {
                     // A move reads nothing of dst, and an immediate is
                     // made at its final width (no 32-bit constant widened).
                     (AluOp::Mov, Operand::Imm(i)) => {
@@ -519,32 +629,31 @@ impl<'a, 'b> Translator<'a, 'b> {
                             Width::W64 => i as i64,
                             Width::W32 => i as u32 as i64,
                         };
-                        self.b.ins().iconst(I64, v)
+                        let v = self.b.ins().iconst(I64, v);
+                        self.set(dst, v);
                     }
                     (AluOp::Mov, Operand::Reg(_)) => {
-                        let b = self.operand(width, src);
-                        self.widen(width, b)
+                        let v = self.operand(width, src);
+                        self.set_width(width, dst, v);
                     }
                     (AluOp::Div | AluOp::SDiv | AluOp::Mod | AluOp::SMod, Operand::Imm(i)) => {
                         let a = self.dst_value(width, dst);
                         let r = self.div_imm(ty, op, a, i);
-                        self.widen(width, r)
+                        self.set_width(width, dst, r);
                     }
                     _ => {
                         let a = self.dst_value(width, dst);
                         let b = self.operand(width, src);
                         let r = self.alu(ty, op, a, b);
-                        self.widen(width, r)
+                        self.set_width(width, dst, r);
                     }
-                };
-                self.set(dst, r);
+                }
                 self.facts.set(dst, known);
             }
             Instr::Neg { width, dst } => {
                 let a = self.dst_value(width, dst);
                 let r = self.b.ins().ineg(a);
-                let r = self.widen(width, r);
-                self.set(dst, r);
+                self.set_width(width, dst, r);
             }
             Instr::MovSx {
                 width,
@@ -552,27 +661,30 @@ impl<'a, 'b> Translator<'a, 'b> {
                 dst,
                 src,
             } => {
-                let s = self.get(src);
-                let small = match bits {
-                    8 => I8,
-                    16 => I16,
-                    _ => I32,
-                };
-                let n = self.b.ins().ireduce(small, s);
-                let r = match width {
-                    Width::W64 => self.b.ins().sextend(I64, n),
-                    Width::W32 => {
-                        let w = self.b.ins().sextend(I32, n);
-                        self.b.ins().uextend(I64, w)
+                let n = match bits {
+                    8 | 16 => {
+                        let s = self.get(src);
+                        let small = if bits == 8 { I8 } else { I16 };
+                        self.b.ins().ireduce(small, s)
                     }
+                    _ => self.get32(src),
                 };
-                self.set(dst, r);
+                match width {
+                    Width::W64 => {
+                        let r = self.b.ins().sextend(I64, n);
+                        self.set(dst, r);
+                    }
+                    Width::W32 => {
+                        let r = if bits >= 32 {
+                            n
+                        } else {
+                            self.b.ins().sextend(I32, n)
+                        };
+                        self.set32(dst, r);
+                    }
+                }
             }
-            Instr::Endian { kind, bits, dst } => {
-                let v = self.get(dst);
-                let r = self.endian(kind, bits, v);
-                self.set(dst, r);
-            }
+            Instr::Endian { kind, bits, dst } => self.endian(kind, bits, dst),
             Instr::Load {
                 size,
                 signed,
@@ -602,15 +714,25 @@ impl<'a, 'b> Translator<'a, 'b> {
             } => {
                 let (addr, k) = self.checked_addr(pc, base, off, size, true);
                 let v = match src {
+                    // A narrow store of a 32-bit result takes the `i32`.
+                    Operand::Reg(r)
+                        if size != MemSize::DW
+                            && self.cache.full[r as usize].is_none()
+                            && self.cache.low[r as usize].is_some() =>
+                    {
+                        self.get32(r)
+                    }
                     Operand::Reg(r) => self.get(r),
                     Operand::Imm(i) => self.b.ins().iconst(I64, i as i64),
                 };
                 let f = flags();
+                let wide = self.b.func.dfg.value_type(v) == I64;
                 let ins = self.b.ins();
                 match size {
                     MemSize::B => ins.istore8(f, v, addr, k),
                     MemSize::H => ins.istore16(f, v, addr, k),
-                    MemSize::W => ins.istore32(f, v, addr, k),
+                    MemSize::W if wide => ins.istore32(f, v, addr, k),
+                    MemSize::W => ins.store(f, v, addr, k),
                     MemSize::DW => ins.store(f, v, addr, k),
                 };
             }
@@ -632,6 +754,7 @@ impl<'a, 'b> Translator<'a, 'b> {
             Instr::LddwTail => {}
             Instr::Ja { target } => {
                 let t = self.block_at(target as usize);
+                self.flush();
                 self.b.ins().jump(t, &[]);
                 self.filled = true;
             }
@@ -645,6 +768,7 @@ impl<'a, 'b> Translator<'a, 'b> {
                 let c = self.condition(width, cond, dst, src);
                 let t = self.block_at(target as usize);
                 let next = self.block_at(pc + 1);
+                self.flush();
                 self.b.ins().brif(c, t, &[], next, &[]);
                 self.filled = true;
             }
@@ -752,19 +876,28 @@ impl<'a, 'b> Translator<'a, 'b> {
         }
     }
 
-    fn endian(&mut self, kind: Endian, bits: u8, v: Value) -> Value {
-        let ty = match bits {
-            16 => I16,
-            32 => I32,
-            _ => I64,
-        };
+    /// A byte swap or truncation of `dst` to `bits`, zero-extended.
+    fn endian(&mut self, kind: Endian, bits: u8, dst: u8) {
         let swap = kind != Endian::ToLe;
-        if ty == I64 {
-            return if swap { self.b.ins().bswap(v) } else { v };
+        match bits {
+            16 => {
+                let v = self.get(dst);
+                let n = self.b.ins().ireduce(I16, v);
+                let n = if swap { self.b.ins().bswap(n) } else { n };
+                let r = self.b.ins().uextend(I32, n);
+                self.set32(dst, r);
+            }
+            32 => {
+                let n = self.get32(dst);
+                let r = if swap { self.b.ins().bswap(n) } else { n };
+                self.set32(dst, r);
+            }
+            _ => {
+                let v = self.get(dst);
+                let r = if swap { self.b.ins().bswap(v) } else { v };
+                self.set(dst, r);
+            }
         }
-        let n = self.b.ins().ireduce(ty, v);
-        let n = if swap { self.b.ins().bswap(n) } else { n };
-        self.b.ins().uextend(I64, n)
     }
 
     /// The address `base + off` of an access, as a value and an offset for
@@ -794,9 +927,20 @@ impl<'a, 'b> Translator<'a, 'b> {
         if !self.opts.checked
             || self.facts.in_frame(base, off, size)
             || target == Some(KnownTarget::Allowed)
+            || self.covered[pc - self.func.start]
         {
-            // Nothing to check: the offset goes into the access itself.
+            // Nothing to check (or checked with its group): the offset
+            // goes into the access itself.
             return (b, off as i32);
+        }
+        if !write {
+            let group = self
+                .facts
+                .load_group(self.program, pc, &self.opts.array_maps);
+            if !group.is_empty() {
+                self.check_group(b, base, &group);
+                return (b, off as i32);
+            }
         }
         let addr = if off == 0 {
             b
@@ -876,6 +1020,146 @@ impl<'a, 'b> Translator<'a, 'b> {
         (addr, 0)
     }
 
+    /// One check for the loads of `group` ([`RegisterFacts::load_group`])
+    /// through `base`, whose value is `b`: whether the span from its
+    /// lowest to its highest byte lies in the region the base most likely
+    /// points into, inline (as for one access); then, cold, at levels 1 to
+    /// 3 in the other of the two or the remembered region, and last the
+    /// group trampoline, which checks each load in turn and traps at the
+    /// first refused one. The group's other loads are then not checked.
+    fn check_group(&mut self, b: Value, base: u8, group: &[GroupedLoad]) {
+        let lo = group.iter().map(|g| g.off as i64).min().unwrap_or(0);
+        let hi = group
+            .iter()
+            .map(|g| g.off as i64 + g.size.bytes() as i64)
+            .max()
+            .unwrap_or(0);
+        let span = hi - lo;
+        for g in group {
+            self.covered[g.pc - self.func.start] = true;
+        }
+        let table: Box<[u64]> = std::iter::once(group.len() as u64)
+            .chain(
+                group
+                    .iter()
+                    .map(|g| grouped_load(g.pc, g.off, g.size.bytes() as u64)),
+            )
+            .collect();
+        let table_addr = table.as_ptr() as i64;
+        self.tables.push(table);
+        let (Some(start), Some(mem_len), Some(window)) =
+            (self.mem_start, self.mem_len, self.window)
+        else {
+            unreachable!("load_invariants computes the regions' lengths for checked loads")
+        };
+        let addr = if lo == 0 {
+            b
+        } else {
+            self.b.ins().iadd_imm_s(b, lo)
+        };
+        let regions = [(start, mem_len), (self.frame_lo, window)];
+        let frame_first = self.facts.stack_offset(base).is_some();
+        let (first, other) = if frame_first {
+            (regions[1], regions[0])
+        } else {
+            (regions[0], regions[1])
+        };
+        let ok = self.b.create_block();
+        let slow = self.b.create_block();
+        self.b.set_cold_block(slow);
+        let bound = self.span_bound(frame_first, span);
+        let inside = self.below(addr, first.0, bound);
+        self.b.ins().brif(inside, ok, &[], slow, &[]);
+        self.b.switch_to_block(slow);
+        self.b.seal_block(slow);
+        if self.opts.opt_level > 0 {
+            let ctx = self.ctx;
+            let last = self
+                .b
+                .ins()
+                .load(I64, trusted(), ctx, OFFSET_LAST_REGION_START);
+            // A region's one-byte limit is its length.
+            let limit_at = last_region_limit_offset(1, false);
+            let last_len = self.b.ins().load(I64, trusted(), ctx, limit_at);
+            let in_other = self.span_in(addr, other.0, other.1, span);
+            let in_last = self.span_in(addr, last, last_len, span);
+            let hit = self.b.ins().bor(in_other, in_last);
+            let call = self.b.create_block();
+            self.b.set_cold_block(call);
+            self.b.ins().brif(hit, ok, &[], call, &[]);
+            self.b.switch_to_block(call);
+            self.b.seal_block(call);
+        }
+        let table = self.b.ins().iconst(I64, table_addr);
+        let f = self.b.ins().iconst(I64, self.ext.group_fn);
+        let args = [self.ctx, b, table, self.frame_lo];
+        let sig = match self.check_sig {
+            Some(sig) => sig,
+            None => *self
+                .check_sig
+                .insert(self.b.import_signature(self.ext.check_sig.clone())),
+        };
+        self.b.ins().call_indirect(sig, f, &args);
+        let allowed = self
+            .b
+            .ins()
+            .load(I64, trusted(), self.ctx, OFFSET_CHECK_ANSWER);
+        let trapped = self.trapped();
+        self.b.ins().brif(allowed, ok, &[], trapped, &[]);
+        self.b.switch_to_block(ok);
+        self.b.seal_block(ok);
+    }
+
+    /// For the input (or, when `frame`, the frame and its callers'), the
+    /// bound `len - span + 1` of a span's start, or 0 when the region is
+    /// shorter: computed once per function and span, in the entry block
+    /// with the other per-run values (inline, it would be four more
+    /// instructions per group on the hot path).
+    fn span_bound(&mut self, frame: bool, span: i64) -> Value {
+        if let Some(&(_, _, v)) = self
+            .span_bounds
+            .iter()
+            .find(|b| b.0 == frame && b.1 == span)
+        {
+            return v;
+        }
+        let len = if frame { self.window } else { self.mem_len };
+        let Some(len) = len else {
+            unreachable!("load_invariants computes the regions' lengths for checked loads")
+        };
+        let mut pos = FuncCursor::new(self.b.func).at_last_inst(self.entry);
+        let bound = if span == 1 {
+            len
+        } else {
+            let long = pos
+                .ins()
+                .icmp_imm_s(IntCC::UnsignedGreaterThanOrEqual, len, span);
+            let bound = pos.ins().iadd_imm_s(len, 1 - span);
+            let zero = pos.ins().iconst(I64, 0);
+            pos.ins().select(long, bound, zero)
+        };
+        self.span_bounds.push((frame, span, bound));
+        bound
+    }
+
+    /// Whether the `span` bytes from `addr` lie in the region of `len`
+    /// bytes at `lo`: `addr - lo < len - span + 1`, unsigned, and false
+    /// when the region is shorter than `span`.
+    fn span_in(&mut self, addr: Value, lo: Value, len: Value, span: i64) -> Value {
+        let bound = if span == 1 {
+            len
+        } else {
+            let long = self
+                .b
+                .ins()
+                .icmp_imm_s(IntCC::UnsignedGreaterThanOrEqual, len, span);
+            let bound = self.b.ins().iadd_imm_s(len, 1 - span);
+            let zero = self.b.ins().iconst(I64, 0);
+            self.b.ins().select(long, bound, zero)
+        };
+        self.below(addr, lo, bound)
+    }
+
     /// `addr - lo < bound`, unsigned: whether `addr` is in the region
     /// starting at `lo` for an access whose last valid start is
     /// `lo + bound - 1`.
@@ -906,20 +1190,11 @@ impl<'a, 'b> Translator<'a, 'b> {
         let trap = self.trap(Some(TRAP_MISALIGNED), pc, Some(addr), n as u32);
         self.branch_unless(misaligned, trap);
         let ty = if size == MemSize::W { I32 } else { I64 };
-        let s = self.get(src);
-        let s = if ty == I32 {
-            self.b.ins().ireduce(I32, s)
-        } else {
-            s
-        };
+        let width = if ty == I32 { Width::W32 } else { Width::W64 };
+        let s = self.dst_value(width, src);
         let f = MemFlagsData::new();
         let old = if op == AtomicOp::CmpXchg {
-            let r0 = self.get(0);
-            let expected = if ty == I32 {
-                self.b.ins().ireduce(I32, r0)
-            } else {
-                r0
-            };
+            let expected = self.dst_value(width, 0);
             self.b.ins().atomic_cas(f, addr, expected, s)
         } else {
             let rmw = match op {
@@ -931,14 +1206,9 @@ impl<'a, 'b> Translator<'a, 'b> {
             };
             self.b.ins().atomic_rmw(ty, f, rmw, addr, s)
         };
-        let old = if ty == I32 {
-            self.b.ins().uextend(I64, old)
-        } else {
-            old
-        };
         match op {
-            AtomicOp::CmpXchg => self.set(0, old),
-            _ if fetch => self.set(src, old),
+            AtomicOp::CmpXchg => self.set_width(width, 0, old),
+            _ if fetch => self.set_width(width, src, old),
             _ => {}
         }
     }
@@ -1009,19 +1279,31 @@ impl<'a, 'b> Translator<'a, 'b> {
         let slow = self.b.create_block();
         let join = self.b.create_block();
         self.b.set_cold_block(slow);
+        // r0 differs on the two paths: it meets in the variable at the
+        // join; the other registers' cached values dominate the join.
+        // The helper's arguments are read here, so that no value the
+        // branches read is cached from a block that does not.
+        for r in 1..=5 {
+            self.get(r);
+        }
+        self.flush();
         self.b.ins().brif(in_frame, fast, &[], slow, &[]);
         self.b.switch_to_block(fast);
         self.b.seal_block(fast);
         let r0 = self.array_value(key_addr, map);
         self.set(0, r0);
+        self.flush();
         self.b.ins().jump(join, &[]);
         self.b.switch_to_block(slow);
         self.b.seal_block(slow);
         let id = self.b.ins().iconst(I64, MAP_LOOKUP_ELEM as i64);
         self.call_helper(pc, id);
+        self.flush();
         self.b.ins().jump(join, &[]);
         self.b.switch_to_block(join);
         self.b.seal_block(join);
+        self.cache.full[0] = None;
+        self.cache.low[0] = None;
         self.facts.set(0, value);
     }
 
