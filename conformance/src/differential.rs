@@ -121,10 +121,16 @@ impl Differ {
 }
 
 /// Runs `insns` over `mem` on every available tier, at Cranelift's levels
-/// 0, 1 and 3 (the LLVM tier at O0, O1 and O3), checked; panics, naming
-/// `what`, when the program does not verify or a tier differs from the
-/// interpreter. Returns the interpreter's result (the same at each level).
-pub fn agree_on_every_tier(what: &str, insns: &[Insn], mem: &[u8]) -> Result<u64, Trap> {
+/// 0, 1 and 3 (the LLVM tier at O0, O1 and O3), checked, with `budget`;
+/// panics, naming `what`, when the program does not verify or a tier
+/// differs from the interpreter (the budget left included). Returns the
+/// interpreter's result (the same at each level).
+pub fn agree_on_every_tier(
+    what: &str,
+    insns: &[Insn],
+    mem: &[u8],
+    budget: Option<u64>,
+) -> Result<u64, Trap> {
     let tiers: Vec<Box<dyn Backend>> = bpfvm::tier::Tier::available()
         .into_iter()
         .filter_map(|t| bpfvm::tier::backend(t).ok())
@@ -134,6 +140,7 @@ pub fn agree_on_every_tier(what: &str, insns: &[Insn], mem: &[u8]) -> Result<u64
     for opt_level in [0u8, 1, 3] {
         let opts = CompileOptions {
             opt_level,
+            budget,
             ..CompileOptions::default()
         };
         let mut differ = Differ::new(differential_helpers(), mem.len(), opts.call_depth);

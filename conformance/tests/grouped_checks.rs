@@ -30,9 +30,13 @@ fn input(len: usize) -> Vec<u8> {
 }
 
 fn check(name: &str, src: &str, len: usize, want: Want) {
+    check_with_budget(name, src, len, None, want);
+}
+
+fn check_with_budget(name: &str, src: &str, len: usize, budget: Option<u64>, want: Want) {
     let insns = assemble(src).unwrap_or_else(|e| panic!("{name}: {e}"));
     let what = format!("{name}\n{}", disassemble(&insns));
-    let result = agree_on_every_tier(&what, &insns, &input(len));
+    let result = agree_on_every_tier(&what, &insns, &input(len), budget);
     let ok = match (&want, &result) {
         (Want::R0(v), Ok(r0)) => r0 == v,
         (Want::Done, Ok(_)) => true,
@@ -153,4 +157,64 @@ fn what_ends_a_group_runs_before_its_traps() {
     );
     check("a jump", &src, 1, Want::OutOfBounds(4, 1));
     check("a jump", &src, 9, Want::R0(1));
+}
+
+#[test]
+fn instructions_of_every_kind_between_a_groups_loads() {
+    // pc 2 [r1+0]; lddw (pcs 3-4); pc 5 movsx; pc 6 be16; pc 7 [r1+5]
+    // sign-extended; pc 8 a 32-bit op; pc 9 [r1+9], 2 bytes.
+    let src = format!(
+        "{CALL_F}ldxb %r0, [%r1+0]\nlddw %r3, 0x100000000\nmovsx864 %r4, %r0\nbe16 %r4\n\
+         ldxsb %r5, [%r1+5]\nadd32 %r0, %r5\nldxh %r3, [%r1+9]\nadd %r0, %r3\nadd %r0, %r4\nexit"
+    );
+    let name = "lddw, movsx, be16 and a 32-bit add between loads";
+    check(name, &src, 5, Want::OutOfBounds(7, 1));
+    check(name, &src, 10, Want::OutOfBounds(9, 2));
+    // 1 + 6 (32 bits), then + (10 | 11 << 8), + be16(1) = 0x0100.
+    check(name, &src, 11, Want::R0(7 + 0x0b0a + 0x0100));
+}
+
+#[test]
+fn groups_at_the_offsets_extremes() {
+    // r1 = input + 32768: [r1-32768] is the input's first byte and
+    // [r1+32767] its byte 65,535.
+    let src = format!(
+        "{CALL_F}add %r1, 32768\nldxb %r0, [%r1-32768]\nldxb %r3, [%r1+32767]\nadd %r0, %r3\nexit"
+    );
+    let name = "offsets -32768 and +32767";
+    check(name, &src, 65_535, Want::OutOfBounds(4, 1));
+    let byte = |i: usize| ((i + 1) % 256) as u64;
+    check(name, &src, 65_536, Want::R0(byte(0) + byte(65_535)));
+    check(name, &src, 0, Want::OutOfBounds(3, 1));
+}
+
+#[test]
+fn a_budget_runs_out_between_groups_as_on_the_interpreter() {
+    // A loop of three blocks whose middle one holds a group; budgets that
+    // run out at each block, and one that lets the loop finish.
+    let src = format!(
+        "{CALL_F}mov %r0, 0\nmov %r6, 0\nl:\njge %r6, 3, done\n\
+         ldxb %r3, [%r1+0]\nldxb %r4, [%r1+2]\nadd %r0, %r3\nadd %r0, %r4\nadd %r6, 1\nja l\ndone:\nexit"
+    );
+    let name = "a group in a loop, with a budget";
+    let insns = assemble(&src).unwrap();
+    let mut exhausted = std::collections::BTreeSet::new();
+    for budget in 1..40 {
+        // The tiers must agree with the interpreter, the budget left
+        // included.
+        let what = format!("{name}, budget {budget}\n{}", disassemble(&insns));
+        if let Err(Trap::BudgetExhausted { pc }) =
+            agree_on_every_tier(&what, &insns, &input(3), Some(budget))
+        {
+            exhausted.insert(pc);
+        }
+    }
+    // The budget ran out at the loop's test, at the group's block and at
+    // the exit in turn.
+    assert!(
+        exhausted.contains(&4) && exhausted.contains(&5),
+        "{exhausted:?}"
+    );
+    check_with_budget(name, &src, 3, Some(1_000), Want::R0(3 * (1 + 3)));
+    check_with_budget(name, &src, 2, Some(1_000), Want::OutOfBounds(6, 1));
 }

@@ -38,7 +38,7 @@ fn check(name: &str, src: &str, cases: &[(usize, Want)]) {
     for (len, want) in cases {
         let mem = input(*len);
         let what = format!("{name}\n{}", disassemble(&insns));
-        let result = agree_on_every_tier(&what, &insns, &mem);
+        let result = agree_on_every_tier(&what, &insns, &mem, None);
         let ok = match (want, &result) {
             (Want::R0(v), Ok(r0)) => r0 == v,
             (Want::Word(at), Ok(r0)) => *r0 == word(&mem, *at),

@@ -368,8 +368,9 @@ impl RegisterFacts {
             return Vec::new();
         }
         let mut group = vec![GroupedLoad { pc, off, size }];
+        let func_end = self.start + self.jumped_to.len();
         let mut k = pc + 1;
-        while k < instrs.len() && !program.is_block_start(k) {
+        while k < func_end && !program.is_block_start(k) {
             let i = instrs[k];
             match i {
                 Instr::Load {

@@ -88,8 +88,10 @@ pub(crate) struct Translator<'a, 'b> {
     span_bounds: Vec<(bool, i64, Value)>,
     /// The function's entry block, where the per-run values are.
     entry: Block,
-    /// The groups' tables, which the code refers to
-    /// ([`bpfvm_engine::vmctx::bpfvm_check_group`]).
+    /// The groups' tables ([`bpfvm_engine::vmctx::bpfvm_check_group`]),
+    /// whose addresses the code holds as constants (as it holds the
+    /// trampolines'): the compiled code owns them, and code that left the
+    /// process would not find them.
     tables: Vec<Box<[u64]>>,
     /// `stack_bottom + 512`: a call whose new r10 is below it is too deep.
     depth_floor: Option<Value>,
@@ -1127,6 +1129,10 @@ impl<'a, 'b> Translator<'a, 'b> {
         let Some(len) = len else {
             unreachable!("load_invariants computes the regions' lengths for checked loads")
         };
+        // Before the entry block's terminator, the jump `translate` made
+        // first (the builder itself only appends to the current block).
+        let last = self.b.func.layout.last_inst(self.entry);
+        debug_assert!(last.is_some_and(|i| self.b.func.dfg.insts[i].opcode().is_terminator()));
         let mut pos = FuncCursor::new(self.b.func).at_last_inst(self.entry);
         let bound = if span == 1 {
             len
@@ -1296,6 +1302,9 @@ impl<'a, 'b> Translator<'a, 'b> {
         self.b.ins().jump(join, &[]);
         self.b.switch_to_block(slow);
         self.b.seal_block(slow);
+        // The fast path's r0 does not reach here.
+        self.cache.full[0] = None;
+        self.cache.low[0] = None;
         let id = self.b.ins().iconst(I64, MAP_LOOKUP_ELEM as i64);
         self.call_helper(pc, id);
         self.flush();
