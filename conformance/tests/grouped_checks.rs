@@ -1,5 +1,6 @@
-//! Loads through one base register that tier 0 checks together, with one
-//! test of the span they cover (`RegisterFacts::load_group`). Each program
+//! Loads through one base register, and a store after them, that tier 0
+//! checks together, with one test of the span they cover
+//! (`RegisterFacts::access_group`). Each program
 //! runs on every tier at levels 0, 1 and 3 (the tiers must agree with the
 //! interpreter on the result or trap, memory and stack) with the base in
 //! the input, at its edges, in a host region and in a caller's frame; the
@@ -22,6 +23,8 @@ enum Want {
     Done,
     /// An out-of-bounds load at this pc, of this many bytes.
     OutOfBounds(usize, u32),
+    /// An out-of-bounds store at this pc, of this many bytes.
+    StoreOutOfBounds(usize, u32),
 }
 
 /// Input byte `i` is `i + 1`.
@@ -40,9 +43,24 @@ fn check_with_budget(name: &str, src: &str, len: usize, budget: Option<u64>, wan
     let ok = match (&want, &result) {
         (Want::R0(v), Ok(r0)) => r0 == v,
         (Want::Done, Ok(_)) => true,
-        (Want::OutOfBounds(at, n), Err(Trap::OutOfBounds { pc, size, .. })) => {
-            pc == at && size == n
-        }
+        (
+            Want::OutOfBounds(at, n),
+            Err(Trap::OutOfBounds {
+                pc,
+                size,
+                write: false,
+                ..
+            }),
+        ) => pc == at && size == n,
+        (
+            Want::StoreOutOfBounds(at, n),
+            Err(Trap::OutOfBounds {
+                pc,
+                size,
+                write: true,
+                ..
+            }),
+        ) => pc == at && size == n,
         _ => false,
     };
     assert!(
@@ -217,4 +235,31 @@ fn a_budget_runs_out_between_groups_as_on_the_interpreter() {
     );
     check_with_budget(name, &src, 3, Some(1_000), Want::R0(3 * (1 + 3)));
     check_with_budget(name, &src, 2, Some(1_000), Want::OutOfBounds(6, 1));
+}
+
+#[test]
+fn a_store_is_a_groups_last_access() {
+    // pc 2 [r1+0] and pc 3 [r1+2], loads; pc 4 a store of 2 bytes at
+    // [r1+5]; pc 5 a load after the group.
+    let src = format!(
+        "{CALL_F}ldxb %r0, [%r1+0]\nldxb %r3, [%r1+2]\nsth [%r1+5], 0x5555\nldxb %r4, [%r1+6]\n\
+         add %r0, %r3\nadd %r0, %r4\nexit"
+    );
+    let name = "loads, then a store";
+    check(name, &src, 2, Want::OutOfBounds(3, 1));
+    check(name, &src, 6, Want::StoreOutOfBounds(4, 2));
+    // The store ran: byte 6 is 0x55.
+    check(name, &src, 7, Want::R0(1 + 3 + 0x55));
+    // In the host regions: the writable one takes the store, the read-only
+    // one refuses it after the load. The first group (loads only) makes
+    // the region the remembered one; at levels 1 and 3 the second group's
+    // inline test of it must use its limit for stores.
+    for (region, want) in [(0, Want::Done), (1, Want::StoreOutOfBounds(8, 4))] {
+        let src = format!(
+            "mov %r1, {region}\ncall 2\nmov %r6, %r0\n\
+             ldxdw %r0, [%r6+0]\nldxw %r3, [%r6+8]\nadd %r0, %r3\nja +0\n\
+             ldxdw %r4, [%r6+16]\nstxw [%r6+12], %r0\nexit"
+        );
+        check(&format!("host region {region}, loads then a store"), &src, 16, want);
+    }
 }

@@ -313,37 +313,42 @@ impl RegisterFacts {
     }
 }
 
-/// A load of a group that one check covers ([`RegisterFacts::load_group`]).
+/// An access of a group that one check covers
+/// ([`RegisterFacts::access_group`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct GroupedLoad {
+pub struct GroupedAccess {
     pub pc: usize,
     pub off: i16,
     pub size: MemSize,
+    /// A store (only a group's last access may be one).
+    pub write: bool,
 }
 
 impl RegisterFacts {
-    /// The loads that one check at the load at `pc` may cover with it: that
-    /// load (which needs a full check: its base's value is not known to be
-    /// in the frame, in map values or within the tested input), then each
-    /// later load through the same base that needs a check, as far as the
-    /// following instructions cannot trap and write no memory: ALU
+    /// The accesses that one check at the load at `pc` may cover with it:
+    /// that load (which needs a full check: its base's value is not known
+    /// to be in the frame, in map values or within the tested input), then
+    /// each later load through the same base that needs a check, as far as
+    /// the following instructions cannot trap and write no memory: ALU
     /// instructions, `lddw`, loads through r10 inside the frame and loads
-    /// through the base. The group ends before anything else, after an
+    /// through the base; and a store through the base that needs a check
+    /// may be the last. The group ends before anything else, after an
     /// instruction that writes the base (a load into it included), and at
-    /// the end of the block. Empty when fewer than two loads need a check.
+    /// the end of the block. Empty when fewer than two accesses need a
+    /// check.
     ///
     /// One check of all of them where the first one runs, trapping at the
     /// first refused one in program order, is what checking each one in
-    /// turn does: the instructions between them change no memory and
-    /// cannot trap, and a trap shows no register (the budget is charged
+    /// turn does: the instructions before the last access change no memory
+    /// and cannot trap, and a trap shows no register (the budget is charged
     /// per block, and the group is inside one). The base's facts, and so
-    /// which of its loads need a check, are the same all along.
-    pub fn load_group(
+    /// which of its accesses need a check, are the same all along.
+    pub fn access_group(
         &self,
         program: &Program,
         pc: usize,
         array_maps: &[ArrayMapLayout],
-    ) -> Vec<GroupedLoad> {
+    ) -> Vec<GroupedAccess> {
         let instrs = program.instrs();
         let Instr::Load {
             base,
@@ -360,14 +365,19 @@ impl RegisterFacts {
         if dst == base || matches!(self.of(base), Some(Known::MapValue { .. })) {
             return Vec::new();
         }
-        let needs_check = |off: i16, size: MemSize| {
+        let needs_check = |off: i16, size: MemSize, write: bool| {
             !self.in_frame(base, off, size)
-                && self.target(base, off, size, false, array_maps) != Some(KnownTarget::Allowed)
+                && self.target(base, off, size, write, array_maps) != Some(KnownTarget::Allowed)
         };
-        if !needs_check(off, size) {
+        if !needs_check(off, size, false) {
             return Vec::new();
         }
-        let mut group = vec![GroupedLoad { pc, off, size }];
+        let mut group = vec![GroupedAccess {
+            pc,
+            off,
+            size,
+            write: false,
+        }];
         let func_end = self.start + self.jumped_to.len();
         let mut k = pc + 1;
         while k < func_end && !program.is_block_start(k) {
@@ -377,12 +387,32 @@ impl RegisterFacts {
                     base: b, off, size, ..
                 } => {
                     if b == base {
-                        if needs_check(off, size) {
-                            group.push(GroupedLoad { pc: k, off, size });
+                        if needs_check(off, size, false) {
+                            group.push(GroupedAccess {
+                                pc: k,
+                                off,
+                                size,
+                                write: false,
+                            });
                         }
                     } else if !statically_in_frame(b, off, size) {
                         break;
                     }
+                }
+                // A store ends the group: as its last access when it is
+                // through the base and needs a check.
+                Instr::Store {
+                    base: b, off, size, ..
+                } => {
+                    if b == base && needs_check(off, size, true) {
+                        group.push(GroupedAccess {
+                            pc: k,
+                            off,
+                            size,
+                            write: true,
+                        });
+                    }
+                    break;
                 }
                 Instr::Alu { .. }
                 | Instr::Neg { .. }
@@ -1001,21 +1031,25 @@ mod tests {
     }
 
     #[test]
-    fn a_load_group_runs_to_what_may_trap_or_write_memory() {
+    fn a_group_runs_to_what_may_trap_or_write_memory() {
         // pcs of the loads a check at `at` covers in `src`, in the entry
         // function (r1 is the input, with no length tested) or not.
         let group = |src: &str, at: usize, input: bool| -> Vec<usize> {
             let p = program(src);
             let facts = RegisterFacts::new(&p, p.functions()[0], input);
-            facts.load_group(&p, at, &[]).iter().map(|g| g.pc).collect()
+            facts
+                .access_group(&p, at, &[])
+                .iter()
+                .map(|g| g.pc)
+                .collect()
         };
         let loads = "ldxb %r0, [%r1+0]\nadd %r0, 1\nldxdw %r3, [%r10-8]\nldxh %r4, [%r1+6]\n";
         assert_eq!(group(&format!("{loads}exit"), 0, true), vec![0, 3]);
         assert_eq!(group(&format!("{loads}exit"), 3, true), Vec::<usize>::new());
         // Each of these ends the group before the load after it.
         for end in [
-            "stb [%r1+1], 1",
             "stxdw [%r10-8], %r0",
+            "stb [%r2+1], 1",
             "ldxb %r5, [%r2+0]",
             "ldxb %r5, [%r10+0]",
             "call 1",
@@ -1025,6 +1059,11 @@ mod tests {
             let src = format!("ldxb %r0, [%r1+0]\n{end}\nldxb %r3, [%r1+2]\nexit");
             assert_eq!(group(&src, 0, true), Vec::<usize>::new(), "{end}");
         }
+        // A store through the base is the group's last access.
+        let src = "ldxb %r0, [%r1+0]\nstb [%r1+1], 1\nldxb %r3, [%r1+2]\nexit";
+        assert_eq!(group(src, 0, true), vec![0, 1]);
+        let src = "ldxb %r0, [%r1+0]\nstxw [%r1+4], %r0\nexit";
+        assert_eq!(group(src, 0, true), vec![0, 1]);
         // A load into the base is the group's last.
         let src = "ldxb %r0, [%r1+0]\nldxb %r1, [%r1+1]\nldxb %r3, [%r1+2]\nexit";
         assert_eq!(group(src, 0, true), vec![0, 1]);
@@ -1033,15 +1072,20 @@ mod tests {
         let p = program(src);
         let mut facts = RegisterFacts::new(&p, p.functions()[0], true);
         facts.enter_block(&p, 1);
-        let pcs =
-            |at| -> Vec<usize> { facts.load_group(&p, at, &[]).iter().map(|g| g.pc).collect() };
+        let pcs = |at| -> Vec<usize> {
+            facts
+                .access_group(&p, at, &[])
+                .iter()
+                .map(|g| g.pc)
+                .collect()
+        };
         assert_eq!(pcs(1), Vec::<usize>::new(), "pc 1 needs no check");
         assert_eq!(pcs(2), vec![2, 4]);
         // Not through a lookup's result, nor through r10 in the frame.
         let p = program("ldxb %r0, [%r0+0]\nldxb %r3, [%r0+1]\nexit");
         let mut facts = RegisterFacts::new(&p, p.functions()[0], false);
         facts.set(0, Some(Known::lookup_result(MAP)));
-        assert!(facts.load_group(&p, 0, &[MAP]).is_empty());
+        assert!(facts.access_group(&p, 0, &[MAP]).is_empty());
         let src = "ldxb %r0, [%r10-1]\nldxb %r3, [%r10-2]\nexit";
         assert_eq!(group(src, 0, false), Vec::<usize>::new());
         // Outside the entry function r1 is not the input: checked.

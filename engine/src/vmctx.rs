@@ -283,20 +283,21 @@ pub unsafe extern "C" fn bpfvm_check_access(
     }
 }
 
-/// One load of a group that generated code checks with one call
-/// ([`bpfvm_check_group`]): bits 0–7 its size in bytes, bits 8–23 its
-/// offset from the group's base register (an `i16`), bits 24–63 its pc.
-pub const fn grouped_load(pc: usize, off: i16, size: u64) -> u64 {
-    (pc as u64) << 24 | (off as u16 as u64) << 8 | size
+/// One access of a group that generated code checks with one call
+/// ([`bpfvm_check_group`]): bits 0–6 its size in bytes, bit 7 set for a
+/// store, bits 8–23 its offset from the group's base register (an
+/// `i16`), bits 24–63 its pc.
+pub const fn grouped_access(pc: usize, off: i16, size: u64, write: bool) -> u64 {
+    (pc as u64) << 24 | (off as u16 as u64) << 8 | (write as u64) << 7 | size
 }
 
-/// Out-of-line check of a group of loads through one base register
-/// (`bpfvm_engine::facts::RegisterFacts::load_group`), for generated code
-/// whose inline test could not place the whole group in one region:
-/// `table` holds the number of loads, then each load in program order
-/// ([`grouped_load`]). Each is checked at `base + off` as
-/// [`bpfvm_check_access`] checks a load; the first refused one records
-/// its trap, its pc included, and the answer is 0; else 1.
+/// Out-of-line check of a group of accesses through one base register
+/// (`bpfvm_engine::facts::RegisterFacts::access_group`), for generated
+/// code whose inline test could not place the whole group in one region:
+/// `table` holds the number of accesses, then each access in program
+/// order ([`grouped_access`]). Each is checked at `base + off` as
+/// [`bpfvm_check_access`] checks it; the first refused one records its
+/// trap, its pc included, and the answer is 0; else 1.
 ///
 /// # Safety
 /// `ctx` must point to a live `VmCtx`, and `table` to a count `n` followed
@@ -309,20 +310,25 @@ pub unsafe extern "C" fn bpfvm_check_group(
 ) -> u64 {
     // SAFETY: per the contract, ctx is live and not aliased mutably
     // elsewhere, and the table holds its count and entries.
-    let (ctx, loads) = unsafe {
+    let (ctx, accesses) = unsafe {
         let n = *table as usize;
         (&mut *ctx, std::slice::from_raw_parts(table.add(1), n))
     };
-    for &load in loads {
-        let size = load & 0xff;
-        let off = (load >> 8) as u16 as i16;
+    for &access in accesses {
+        let size = access & 0x7f;
+        let write = access & 0x80 != 0;
+        let off = (access >> 8) as u16 as i16;
         let addr = base.wrapping_add(off as i64 as u64);
-        match ctx.allowing(addr, size, false, frame_lo) {
+        match ctx.allowing(addr, size, write, frame_lo) {
             Some(Allowed::Region(r)) => ctx.remember_region(r),
             Some(_) => {}
             None => {
-                ctx.raise(TRAP_LOAD, addr, size as u32);
-                ctx.trap_pc = load >> 24;
+                ctx.raise(
+                    if write { TRAP_STORE } else { TRAP_LOAD },
+                    addr,
+                    size as u32,
+                );
+                ctx.trap_pc = access >> 24;
                 return 0;
             }
         }
@@ -503,9 +509,9 @@ mod tests {
             unsafe { bpfvm_check_group(c, base, table.as_ptr(), 4488) }
         };
         let loads = [
-            grouped_load(7, 2, 8),
-            grouped_load(9, -2, 1),
-            grouped_load(12, 6, 4),
+            grouped_access(7, 2, 8, false),
+            grouped_access(9, -2, 1, false),
+            grouped_access(12, 6, 4, false),
         ];
         // Input 1000..1010: base 1002 reads 1004..1012 first.
         assert_eq!(check(&mut c, 1002, &loads), 0);
@@ -519,11 +525,22 @@ mod tests {
         // All three in the read-only region: allowed, and remembered.
         assert_eq!(check(&mut c, 110, &loads), 1);
         assert_eq!(c.last_region_start, 100);
-        let far = [grouped_load((1 << 30) + 5, i16::MIN, 2)];
+        let far = [grouped_access((1 << 30) + 5, i16::MIN, 2, false)];
         assert_eq!(check(&mut c, 40_000, &far), 0);
         assert_eq!(
             (c.trap_pc, c.trap_addr, c.trap_size),
             ((1 << 30) + 5, 40_000 - 32_768, 2)
         );
+        // A store last: refused in the read-only region, after the loads.
+        let store = [
+            grouped_access(3, 0, 4, false),
+            grouped_access(4, 4, 4, true),
+        ];
+        assert_eq!(check(&mut c, 110, &store), 0);
+        assert_eq!(
+            (c.trap_code, c.trap_pc, c.trap_addr, c.trap_size),
+            (TRAP_STORE, 4, 114, 4)
+        );
+        assert_eq!(check(&mut c, 1000, &store), 1, "the input is writable");
     }
 }

@@ -8,7 +8,7 @@
 //! `ctx.trap_code` after every call and return at once when it is set.
 
 use bpfvm_engine::backend::{ArrayMapLayout, CompileOptions};
-use bpfvm_engine::facts::{GroupedLoad, Known, KnownTarget, RegisterFacts};
+use bpfvm_engine::facts::{GroupedAccess, Known, KnownTarget, RegisterFacts};
 use bpfvm_engine::instr::{AluOp, AtomicOp, Cond, Endian, Instr, MemSize, Operand, Width};
 use bpfvm_engine::isa::STACK_FRAME_SIZE;
 use bpfvm_engine::program::{Function, Program, MAP_LOOKUP_ELEM};
@@ -82,7 +82,7 @@ pub(crate) struct Translator<'a, 'b> {
     /// The input's length and `stack_top - frame_lo`, for a group's check.
     mem_len: Option<Value>,
     window: Option<Value>,
-    /// Per pc (relative): a load whose check a group's covered.
+    /// Per pc (relative): an access whose check a group's covered.
     covered: Vec<bool>,
     /// The bounds `span_bound` computed: (the frame's, span, bound).
     span_bounds: Vec<(bool, i64, Value)>,
@@ -938,7 +938,7 @@ impl<'a, 'b> Translator<'a, 'b> {
         if !write {
             let group = self
                 .facts
-                .load_group(self.program, pc, &self.opts.array_maps);
+                .access_group(self.program, pc, &self.opts.array_maps);
             if !group.is_empty() {
                 self.check_group(b, base, &group);
                 return (b, off as i32);
@@ -1022,14 +1022,16 @@ impl<'a, 'b> Translator<'a, 'b> {
         (addr, 0)
     }
 
-    /// One check for the loads of `group` ([`RegisterFacts::load_group`])
+    /// One check for the accesses of `group` ([`RegisterFacts::access_group`])
     /// through `base`, whose value is `b`: whether the span from its
     /// lowest to its highest byte lies in the region the base most likely
     /// points into, inline (as for one access); then, cold, at levels 1 to
     /// 3 in the other of the two or the remembered region, and last the
-    /// group trampoline, which checks each load in turn and traps at the
-    /// first refused one. The group's other loads are then not checked.
-    fn check_group(&mut self, b: Value, base: u8, group: &[GroupedLoad]) {
+    /// group trampoline, which checks each access in turn and traps at the
+    /// first refused one. The group's other accesses are then not checked.
+    /// (The input and the frame are writable; the remembered region's
+    /// limit is its limit for stores when the group ends with one.)
+    fn check_group(&mut self, b: Value, base: u8, group: &[GroupedAccess]) {
         let lo = group.iter().map(|g| g.off as i64).min().unwrap_or(0);
         let hi = group
             .iter()
@@ -1044,7 +1046,7 @@ impl<'a, 'b> Translator<'a, 'b> {
             .chain(
                 group
                     .iter()
-                    .map(|g| grouped_load(g.pc, g.off, g.size.bytes() as u64)),
+                    .map(|g| grouped_access(g.pc, g.off, g.size.bytes() as u64, g.write)),
             )
             .collect();
         let table_addr = table.as_ptr() as i64;
@@ -1080,8 +1082,10 @@ impl<'a, 'b> Translator<'a, 'b> {
                 .b
                 .ins()
                 .load(I64, trusted(), ctx, OFFSET_LAST_REGION_START);
-            // A region's one-byte limit is its length.
-            let limit_at = last_region_limit_offset(1, false);
+            // A region's one-byte limit is its length (0 for stores when
+            // it is read-only).
+            let write = group.iter().any(|g| g.write);
+            let limit_at = last_region_limit_offset(1, write);
             let last_len = self.b.ins().load(I64, trusted(), ctx, limit_at);
             let in_other = self.span_in(addr, other.0, other.1, span);
             let in_last = self.span_in(addr, last, last_len, span);
