@@ -260,6 +260,11 @@ fn a_store_is_a_groups_last_access() {
              ldxdw %r0, [%r6+0]\nldxw %r3, [%r6+8]\nadd %r0, %r3\nja +0\n\
              ldxdw %r4, [%r6+16]\nstxw [%r6+12], %r0\nexit"
         );
-        check(&format!("host region {region}, loads then a store"), &src, 16, want);
+        check(
+            &format!("host region {region}, loads then a store"),
+            &src,
+            16,
+            want,
+        );
     }
 }

@@ -972,8 +972,6 @@ impl<'a, 'b> Translator<'a, 'b> {
         // two blocks and about ten instructions per access.
         // (One branch on both inline checks, tried, compiled no measurably
         // faster and computes both compares on every access.)
-        let slow = self.b.create_block();
-        self.b.set_cold_block(slow);
         let checks = [(start, mem_bound), (self.frame_lo, stack_bound)];
         let (first, other) = if self.facts.stack_offset(base).is_some() {
             (checks[1], checks[0])
@@ -981,9 +979,7 @@ impl<'a, 'b> Translator<'a, 'b> {
             (checks[0], checks[1])
         };
         let inside = self.below(addr, first.0, first.1);
-        self.b.ins().brif(inside, ok, &[], slow, &[]);
-        self.b.switch_to_block(slow);
-        self.b.seal_block(slow);
+        self.unless_cold(inside, ok);
         if self.opts.opt_level > 0 {
             let ctx = self.ctx;
             let lo = self
@@ -995,15 +991,28 @@ impl<'a, 'b> Translator<'a, 'b> {
             let in_other = self.below(addr, other.0, other.1);
             let in_last = self.below(addr, lo, limit);
             let hit = self.b.ins().bor(in_other, in_last);
-            let call = self.b.create_block();
-            self.b.set_cold_block(call);
-            self.b.ins().brif(hit, ok, &[], call, &[]);
-            self.b.switch_to_block(call);
-            self.b.seal_block(call);
+            self.unless_cold(hit, ok);
         }
         let access = self.b.ins().iconst(I64, slow_path::access(pc, size, write));
-        let f = self.b.ins().iconst(I64, self.ext.check_fn);
-        let args = [self.ctx, addr, access, self.frame_lo];
+        self.call_check(self.ext.check_fn, addr, access, ok);
+        (addr, 0)
+    }
+
+    /// Continues in `ok` when `hit`, else in a new cold block.
+    fn unless_cold(&mut self, hit: Value, ok: Block) {
+        let cold = self.b.create_block();
+        self.b.set_cold_block(cold);
+        self.b.ins().brif(hit, ok, &[], cold, &[]);
+        self.b.switch_to_block(cold);
+        self.b.seal_block(cold);
+    }
+
+    /// Calls the check trampoline at `f` ([`crate::slow_path`]) with
+    /// `(ctx, a, b, frame_lo)`, then continues in `ok` when it allowed
+    /// the access, else returns (it recorded the trap).
+    fn call_check(&mut self, f: i64, a: Value, b: Value, ok: Block) {
+        let f = self.b.ins().iconst(I64, f);
+        let args = [self.ctx, a, b, self.frame_lo];
         let sig = match self.check_sig {
             Some(sig) => sig,
             None => *self
@@ -1019,7 +1028,6 @@ impl<'a, 'b> Translator<'a, 'b> {
         self.b.ins().brif(allowed, ok, &[], trapped, &[]);
         self.b.switch_to_block(ok);
         self.b.seal_block(ok);
-        (addr, 0)
     }
 
     /// One check for the accesses of `group` ([`RegisterFacts::access_group`])
@@ -1069,13 +1077,9 @@ impl<'a, 'b> Translator<'a, 'b> {
             (regions[0], regions[1])
         };
         let ok = self.b.create_block();
-        let slow = self.b.create_block();
-        self.b.set_cold_block(slow);
         let bound = self.span_bound(frame_first, span);
         let inside = self.below(addr, first.0, bound);
-        self.b.ins().brif(inside, ok, &[], slow, &[]);
-        self.b.switch_to_block(slow);
-        self.b.seal_block(slow);
+        self.unless_cold(inside, ok);
         if self.opts.opt_level > 0 {
             let ctx = self.ctx;
             let last = self
@@ -1090,30 +1094,10 @@ impl<'a, 'b> Translator<'a, 'b> {
             let in_other = self.span_in(addr, other.0, other.1, span);
             let in_last = self.span_in(addr, last, last_len, span);
             let hit = self.b.ins().bor(in_other, in_last);
-            let call = self.b.create_block();
-            self.b.set_cold_block(call);
-            self.b.ins().brif(hit, ok, &[], call, &[]);
-            self.b.switch_to_block(call);
-            self.b.seal_block(call);
+            self.unless_cold(hit, ok);
         }
         let table = self.b.ins().iconst(I64, table_addr);
-        let f = self.b.ins().iconst(I64, self.ext.group_fn);
-        let args = [self.ctx, b, table, self.frame_lo];
-        let sig = match self.check_sig {
-            Some(sig) => sig,
-            None => *self
-                .check_sig
-                .insert(self.b.import_signature(self.ext.check_sig.clone())),
-        };
-        self.b.ins().call_indirect(sig, f, &args);
-        let allowed = self
-            .b
-            .ins()
-            .load(I64, trusted(), self.ctx, OFFSET_CHECK_ANSWER);
-        let trapped = self.trapped();
-        self.b.ins().brif(allowed, ok, &[], trapped, &[]);
-        self.b.switch_to_block(ok);
-        self.b.seal_block(ok);
+        self.call_check(self.ext.group_fn, b, table, ok);
     }
 
     /// For the input (or, when `frame`, the frame and its callers'), the
