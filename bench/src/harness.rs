@@ -212,7 +212,7 @@ impl Subject {
         let elapsed = start.elapsed();
         let table = self.helpers(tier, opts)?.table();
         // As the runtime does.
-        let dirty_frames = self.program.frames_written(opts.checked, opts.call_depth);
+        let dirty_frames = self.program.frames_written(opts.call_depth);
         Ok((
             Runner::Code(CodeRunner {
                 stack: Stack::new(opts.call_depth),

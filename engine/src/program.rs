@@ -144,14 +144,14 @@ impl Program {
     }
 
     /// The top stack frames a run may leave written, besides what helpers
-    /// record (`Stack::clear_top`): checked code reaches only its own frame
-    /// and its callers', so as many as calls nest ([`Program::max_frames`]);
-    /// unchecked code, any of the `call_depth`.
-    pub fn frames_written(&self, checked: bool, call_depth: usize) -> usize {
-        match self.max_frames() {
-            Some(n) if checked => n.min(call_depth),
-            _ => call_depth,
-        }
+    /// record (`Stack::clear_top`): a function reaches only its own frame
+    /// and its callers', so as many as calls nest ([`Program::max_frames`]),
+    /// all of the `call_depth` with recursion. Checked code cannot reach
+    /// further; unchecked code is trusted to make only the accesses checked
+    /// code would allow (a program that does not is outside that mode's
+    /// contract, and could write any memory, not just the stack).
+    pub fn frames_written(&self, call_depth: usize) -> usize {
+        self.max_frames().map_or(call_depth, |n| n.min(call_depth))
     }
 
     /// Whether `pc` starts a basic block.

@@ -166,7 +166,7 @@ impl Program {
             _ => u64::MAX,
         };
         let config = &engine.0.config;
-        let dirty_frames = verified.frames_written(config.memory_checks, config.call_depth);
+        let dirty_frames = verified.frames_written(config.call_depth);
         let inner = ProgramInner {
             engine,
             verified,

@@ -1,7 +1,8 @@
 //! Every run of a program starts from a zeroed stack, though the runtime
 //! reuses one stack area and zeroes after a run only what the run may have
-//! written: the frames its calls can reach in checked mode, and what its
-//! helpers wrote. A helper may write below the calling frame (`probe_read`
+//! written: the frames its calls can reach (in unchecked mode too, whose
+//! programs are trusted to stay where checks would keep them), and what
+//! its helpers wrote. A helper may write below the calling frame (`probe_read`
 //! to any stack address, a host helper anywhere); what it left there must
 //! not reach the next run. Each program here reads such a place first
 //! (through `probe_read`), then writes it: every run must read 0.
@@ -70,6 +71,9 @@ fn the_frames_of_nested_calls_are_cleared_after_the_run() {
     let src = "call local f\nexit\nf:\ncall local g\nexit\n\
                g:\nldxdw %r0, [%r10-8]\nlddw %r1, 0x1122334455667788\nstxdw [%r10-8], %r1\nexit";
     runs_see_zeroes("nested calls", src, |_| {});
+    runs_see_zeroes("nested calls, unchecked", src, |c| {
+        c.memory_checks(false);
+    });
     // Through probe_read, which records what it writes: g's frame is 1,032
     // below main's r10.
     let src = format!(
