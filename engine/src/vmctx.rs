@@ -391,6 +391,19 @@ mod tests {
         assert_eq!(HELPER_SLOT_SIZE, 16);
     }
 
+    /// A read-only extra region of 50 bytes at address 100.
+    const READ_ONLY: Region = Region {
+        start: 100,
+        len: 50,
+        writable: 0,
+    };
+
+    /// Gives `c` the extra regions `rs`, which must outlive its use.
+    fn set_regions(c: &mut VmCtx, rs: &[Region]) {
+        c.regions = rs.as_ptr();
+        c.region_count = rs.len() as u64;
+    }
+
     fn ctx() -> VmCtx {
         VmCtx {
             mem_start: 1000,
@@ -430,13 +443,8 @@ mod tests {
             !c.allows(u64::MAX - 2, 8, false, 4488),
             "wrapping is out of bounds"
         );
-        let rs = [Region {
-            start: 100,
-            len: 50,
-            writable: 0,
-        }];
-        c.regions = rs.as_ptr();
-        c.region_count = 1;
+        let rs = [READ_ONLY];
+        set_regions(&mut c, &rs);
         assert!(c.allows(100, 50, false, 4488));
         assert!(!c.allows(100, 50, true, 4488), "read-only region");
         assert!(!c.allows(140, 11, false, 4488));
@@ -446,19 +454,14 @@ mod tests {
     fn out_of_line_check_remembers_extra_regions_only() {
         let mut c = ctx();
         let rs = [
-            Region {
-                start: 100,
-                len: 50,
-                writable: 0,
-            },
+            READ_ONLY,
             Region {
                 start: 200,
                 len: 8,
                 writable: 1,
             },
         ];
-        c.regions = rs.as_ptr();
-        c.region_count = 2;
+        set_regions(&mut c, &rs);
         let last = |c: &VmCtx| (c.last_region_start, c.last_region_limits);
         // SAFETY (every call): `c` is a live context.
         let check = |c: &mut VmCtx, addr, size, write| unsafe {
@@ -481,8 +484,7 @@ mod tests {
             len: 100,
             writable: 1,
         }];
-        c.regions = edge.as_ptr();
-        c.region_count = 1;
+        set_regions(&mut c, &edge);
         assert_eq!(check(&mut c, u64::MAX - 3, 2, 0), 1);
         assert_eq!(
             last(&c),
@@ -494,13 +496,8 @@ mod tests {
     #[test]
     fn a_group_check_traps_at_its_first_refused_load() {
         let mut c = ctx();
-        let rs = [Region {
-            start: 100,
-            len: 50,
-            writable: 0,
-        }];
-        c.regions = rs.as_ptr();
-        c.region_count = 1;
+        let rs = [READ_ONLY];
+        set_regions(&mut c, &rs);
         // SAFETY (every call): `c` is live and each table holds its count.
         let check = |c: &mut VmCtx, base, loads: &[u64]| {
             let table: Vec<u64> = std::iter::once(loads.len() as u64)
