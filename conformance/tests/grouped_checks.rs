@@ -44,23 +44,11 @@ fn check_with_budget(name: &str, src: &str, len: usize, budget: Option<u64>, wan
         (Want::R0(v), Ok(r0)) => r0 == v,
         (Want::Done, Ok(_)) => true,
         (
-            Want::OutOfBounds(at, n),
+            Want::OutOfBounds(at, n) | Want::StoreOutOfBounds(at, n),
             Err(Trap::OutOfBounds {
-                pc,
-                size,
-                write: false,
-                ..
+                pc, size, write, ..
             }),
-        ) => pc == at && size == n,
-        (
-            Want::StoreOutOfBounds(at, n),
-            Err(Trap::OutOfBounds {
-                pc,
-                size,
-                write: true,
-                ..
-            }),
-        ) => pc == at && size == n,
+        ) => pc == at && size == n && *write == matches!(want, Want::StoreOutOfBounds(..)),
         _ => false,
     };
     assert!(

@@ -972,12 +972,8 @@ impl<'a, 'b> Translator<'a, 'b> {
         // two blocks and about ten instructions per access.
         // (One branch on both inline checks, tried, compiled no measurably
         // faster and computes both compares on every access.)
-        let checks = [(start, mem_bound), (self.frame_lo, stack_bound)];
-        let (first, other) = if self.facts.stack_offset(base).is_some() {
-            (checks[1], checks[0])
-        } else {
-            (checks[0], checks[1])
-        };
+        let (first, other) =
+            self.likely_first(base, (start, mem_bound), (self.frame_lo, stack_bound));
         let inside = self.below(addr, first.0, first.1);
         self.unless_cold(inside, ok);
         if self.opts.opt_level > 0 {
@@ -996,6 +992,16 @@ impl<'a, 'b> Translator<'a, 'b> {
         let access = self.b.ins().iconst(I64, slow_path::access(pc, size, write));
         self.call_check(self.ext.check_fn, addr, access, ok);
         (addr, 0)
+    }
+
+    /// `(input, frame)` in the order a check through `base` tests them:
+    /// the frame first for r10 or a register set from it, else the input.
+    fn likely_first<T>(&self, base: u8, input: T, frame: T) -> (T, T) {
+        if self.facts.stack_offset(base).is_some() {
+            (frame, input)
+        } else {
+            (input, frame)
+        }
     }
 
     /// Continues in `ok` when `hit`, else in a new cold block.
@@ -1069,13 +1075,8 @@ impl<'a, 'b> Translator<'a, 'b> {
         } else {
             self.b.ins().iadd_imm_s(b, lo)
         };
-        let regions = [(start, mem_len), (self.frame_lo, window)];
         let frame_first = self.facts.stack_offset(base).is_some();
-        let (first, other) = if frame_first {
-            (regions[1], regions[0])
-        } else {
-            (regions[0], regions[1])
-        };
+        let (first, other) = self.likely_first(base, (start, mem_len), (self.frame_lo, window));
         let ok = self.b.create_block();
         let bound = self.span_bound(frame_first, span);
         let inside = self.below(addr, first.0, bound);
@@ -1122,16 +1123,7 @@ impl<'a, 'b> Translator<'a, 'b> {
         let last = self.b.func.layout.last_inst(self.entry);
         debug_assert!(last.is_some_and(|i| self.b.func.dfg.insts[i].opcode().is_terminator()));
         let mut pos = FuncCursor::new(self.b.func).at_last_inst(self.entry);
-        let bound = if span == 1 {
-            len
-        } else {
-            let long = pos
-                .ins()
-                .icmp_imm_s(IntCC::UnsignedGreaterThanOrEqual, len, span);
-            let bound = pos.ins().iadd_imm_s(len, 1 - span);
-            let zero = pos.ins().iconst(I64, 0);
-            pos.ins().select(long, bound, zero)
-        };
+        let bound = span_limit(&mut pos, len, span);
         self.span_bounds.push((frame, span, bound));
         bound
     }
@@ -1140,17 +1132,7 @@ impl<'a, 'b> Translator<'a, 'b> {
     /// bytes at `lo`: `addr - lo < len - span + 1`, unsigned, and false
     /// when the region is shorter than `span`.
     fn span_in(&mut self, addr: Value, lo: Value, len: Value, span: i64) -> Value {
-        let bound = if span == 1 {
-            len
-        } else {
-            let long = self
-                .b
-                .ins()
-                .icmp_imm_s(IntCC::UnsignedGreaterThanOrEqual, len, span);
-            let bound = self.b.ins().iadd_imm_s(len, 1 - span);
-            let zero = self.b.ins().iconst(I64, 0);
-            self.b.ins().select(long, bound, zero)
-        };
+        let bound = span_limit(&mut self.b.cursor(), len, span);
         self.below(addr, lo, bound)
     }
 
@@ -1360,6 +1342,20 @@ impl<'a, 'b> Translator<'a, 'b> {
             self.set(r, zero);
         }
     }
+}
+
+/// At `pos`, the last start `len - span + 1` (relative, exclusive) of
+/// `span` bytes in a region of `len` bytes, or 0 when it is shorter.
+fn span_limit(pos: &mut FuncCursor<'_>, len: Value, span: i64) -> Value {
+    if span == 1 {
+        return len;
+    }
+    let long = pos
+        .ins()
+        .icmp_imm_s(IntCC::UnsignedGreaterThanOrEqual, len, span);
+    let bound = pos.ins().iadd_imm_s(len, 1 - span);
+    let zero = pos.ins().iconst(I64, 0);
+    pos.ins().select(long, bound, zero)
 }
 
 /// The pc of the header of `func`'s most deeply nested loop (the last one
