@@ -14,7 +14,7 @@
 //! 0: not) in `VmCtx::check_answer`, since `preserve_all` has no return
 //! value, and on a refusal completes the trap record with the access's pc,
 //! so that the generated code needs no trap block of its own per access.
-//! A second trampoline, with the same signature, checks a group of loads
+//! A second trampoline, with the same signature, checks a group of accesses
 //! (`bpfvm_check_group`, which records the whole trap itself). Each
 //! trampoline is compiled once per process and never freed.
 
