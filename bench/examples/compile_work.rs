@@ -7,12 +7,17 @@
 //! [--tier T] [--opt N] [--unchecked] [--count N]`, where PROGRAM is
 //! `gen:SLOTS` (the generated program of `compile/<tier>/O<n>/<slots>`) or
 //! the name of a benchmark program (`compile_programs/<name>`). Prints the
-//! mean wall time per compile to standard error.
+//! mean wall time per compile to standard error. `--write FILE` also writes
+//! the program's bytecode to FILE (raw, for `bpfvm disasm --format raw`),
+//! and `--clif FILE` its Cranelift IR with these options (what `bpfvm emit
+//! clif` prints, which cannot for generated programs: they call the
+//! benchmark's helpers).
 
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
+use bpfvm::emit::{emit_text, TextOutput};
 use bpfvm::engine::verifier::{verify, VerifyOptions};
 use bpfvm::tier::{backend, Tier, TierError};
 use bpfvm_bench::{program_of_size, tier_options, Subject, PROGRAMS};
@@ -28,13 +33,15 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<(), String> {
-    let usage = "usage: compile_work PROGRAM [--tier T] [--opt N] [--unchecked] [--count N]";
+    let usage = "usage: compile_work PROGRAM [--tier T] [--opt N] [--unchecked] [--count N] [--write FILE] [--clif FILE]";
     let mut args = std::env::args().skip(1);
     let what = args.next().ok_or(usage)?;
     let mut tier = Tier::Cranelift;
     let mut opt_level = None;
     let mut checked = true;
     let mut count = 1u32;
+    let mut write = None;
+    let mut clif = None;
     while let Some(a) = args.next() {
         let mut value = || args.next().ok_or(format!("{a} needs a value"));
         match a.as_str() {
@@ -42,6 +49,8 @@ fn run() -> Result<(), String> {
             "--opt" => opt_level = Some(value()?.parse().map_err(|e| format!("--opt: {e}"))?),
             "--count" => count = value()?.parse().map_err(|e| format!("--count: {e}"))?,
             "--unchecked" => checked = false,
+            "--write" => write = Some(value()?),
+            "--clif" => clif = Some(value()?),
             _ => return Err(usage.into()),
         }
     }
@@ -62,8 +71,15 @@ fn run() -> Result<(), String> {
         let opts = subject.options(tier, checked);
         (subject.program, opts)
     };
+    if let Some(path) = write {
+        std::fs::write(&path, program.to_bytes()).map_err(|e| format!("{path}: {e}"))?;
+    }
     if let Some(level) = opt_level {
         opts.opt_level = level;
+    }
+    if let Some(path) = clif {
+        let text = emit_text(&program, &opts, TextOutput::Clif).map_err(|e| e.to_string())?;
+        std::fs::write(&path, text).map_err(|e| format!("{path}: {e}"))?;
     }
     let b = backend(tier).map_err(|e| e.to_string())?;
     let start = Instant::now();
