@@ -536,6 +536,8 @@ impl<'a, 'b> Translator<'a, 'b> {
         }
         let v = match self.cache.low[k] {
             Some(low) => self.b.ins().uextend(I64, low),
+            // r10 is the function's parameter throughout (nothing writes it).
+            None if k == 10 => self.r10,
             None => self.b.use_var(self.regs[k]),
         };
         self.cache.full[k] = Some(v);
