@@ -212,11 +212,11 @@ impl Subject {
         let elapsed = start.elapsed();
         let table = self.helpers(tier, opts)?.table();
         // As the runtime does.
-        let dirty_frames = self.program.frames_written(opts.call_depth);
+        let dirty_bytes = self.program.stack_bytes_written(opts.call_depth);
         Ok((
             Runner::Code(CodeRunner {
                 stack: Stack::new(opts.call_depth),
-                dirty_frames,
+                dirty_bytes,
                 code,
                 table,
                 regions: self.regions(),
@@ -298,9 +298,9 @@ pub struct CodeRunner {
     code: Box<dyn CompiledCode>,
     table: HelperTable,
     regions: Vec<Region>,
-    /// Zeroed; the top `dirty_frames` frames are cleared after each run.
+    /// Zeroed; the top `dirty_bytes` bytes are cleared after each run.
     stack: Stack,
-    dirty_frames: usize,
+    dirty_bytes: usize,
 }
 
 /// Runs a compiled program.
@@ -323,7 +323,7 @@ impl Runner {
                     host: std::ptr::null_mut(),
                 };
                 let out = execute_on(r.code.as_ref(), &env, mem, &mut r.stack).map(|o| o.r0);
-                r.stack.clear_top(r.dirty_frames);
+                r.stack.clear_top(r.dirty_bytes);
                 out
             }
             Runner::Tiered(p) => p.run(mem),

@@ -176,15 +176,13 @@ impl Stack {
         self.words.fill(0);
         self.helper_low = self.words.len();
     }
-    /// Zeroes the top `frames` frames, and whatever helpers may have
-    /// written since the last clear: enough after a run whose own
-    /// accesses could reach no more than those frames (checked code
-    /// reaches its frame and its callers' only: a program whose calls
-    /// nest `d` deep writes at most its top `d` frames,
-    /// [`crate::program::Program::max_frames`]).
-    pub fn clear_top(&mut self, frames: usize) {
+    /// Zeroes the top `bytes` bytes (rounded up to whole 16-byte words),
+    /// and whatever helpers may have written since the last clear: enough
+    /// after a run whose own accesses could reach no lower
+    /// ([`crate::program::Program::stack_bytes_written`]).
+    pub fn clear_top(&mut self, bytes: usize) {
         let len = self.words.len();
-        let words = (frames * STACK_FRAME_SIZE / 16).min(len);
+        let words = bytes.div_ceil(16).min(len);
         let start = (len - words).min(self.helper_low);
         self.words[start..].fill(0);
         // Stored only when it changes: callers move the `Stack` right

@@ -143,15 +143,39 @@ impl Program {
         Some(depth[0])
     }
 
-    /// The top stack frames a run may leave written, besides what helpers
-    /// record (`Stack::clear_top`): a function reaches only its own frame
-    /// and its callers', so as many as calls nest ([`Program::max_frames`]),
-    /// all of the `call_depth` with recursion. Checked code cannot reach
-    /// further; unchecked code is trusted to make only the accesses checked
-    /// code would allow (a program that does not is outside that mode's
+    /// The bytes at the top of the stack area that a run may leave
+    /// written, besides what helpers record (`Stack::clear_top`).
+    ///
+    /// A function reaches only its own frame and its callers', so a run
+    /// writes at most as many frames as calls nest ([`Program::max_frames`]),
+    /// all of the `call_depth` with recursion. When every store and atomic
+    /// of the program goes through r10 itself, less: the r10 of a function
+    /// at nesting depth `d` is `d * 512` bytes below the top, so nothing
+    /// lower than `(max_frames - 1) * 512` bytes plus the most negative of
+    /// those accesses' offsets is written (nothing at all by a program
+    /// that neither stores nor calls). An access below its own frame traps
+    /// instead of writing, and one above it lands in a caller's frame,
+    /// which the bound covers. Checked code cannot reach further;
+    /// unchecked code is trusted to make only the accesses checked code
+    /// would allow (a program that does not is outside that mode's
     /// contract, and could write any memory, not just the stack).
-    pub fn frames_written(&self, call_depth: usize) -> usize {
-        self.max_frames().map_or(call_depth, |n| n.min(call_depth))
+    pub fn stack_bytes_written(&self, call_depth: usize) -> usize {
+        let frames = self.max_frames().map_or(call_depth, |n| n.min(call_depth));
+        let all = frames * STACK_FRAME_SIZE;
+        let mut lowest = 0i64;
+        for i in &self.instrs {
+            match *i {
+                Instr::Store { base, off, .. } | Instr::Atomic { base, off, .. } => {
+                    if base != FRAME_POINTER {
+                        return all;
+                    }
+                    lowest = lowest.min(off.into());
+                }
+                _ => {}
+            }
+        }
+        let below = frames.saturating_sub(1) * STACK_FRAME_SIZE;
+        (below + lowest.unsigned_abs() as usize).min(all)
     }
 
     /// Whether `pc` starts a basic block.
@@ -295,5 +319,45 @@ mod tests {
         assert_eq!(frames(rec), None);
         let back = "start:\njeq %r1, 0, +1\ncall local start\nexit";
         assert_eq!(frames(back), None);
+    }
+
+    fn dirty(src: &str, call_depth: usize) -> usize {
+        verify(assemble(src).unwrap(), &VerifyOptions::default())
+            .unwrap()
+            .stack_bytes_written(call_depth)
+    }
+
+    #[test]
+    fn stack_bytes_written_reach_the_lowest_store_through_r10() {
+        // No store and no call: nothing.
+        assert_eq!(dirty("ldxdw %r0, [%r10-8]\nexit", 8), 0);
+        // The lowest offset of stores and atomics through r10, whatever
+        // their order or size.
+        let src = "stxdw [%r10-8], %r1\nstb [%r10-300], 1\nstxw [%r10-16], %r1\nexit";
+        assert_eq!(dirty(src, 8), 300);
+        let src = "mov %r1, 1\nstxdw [%r10-8], %r1\nlock add [%r10-40], %r1\nmov %r0, 0\nexit";
+        assert_eq!(dirty(src, 8), 40);
+        // A callee's r10 is 512 bytes lower per level of nesting.
+        let src = "call local a\nexit\na:\ncall local b\nexit\nb:\nstdw [%r10-8], 1\nexit";
+        assert_eq!(dirty(src, 8), 2 * 512 + 8);
+        // Calls and no store: the callees' frames are not written.
+        assert_eq!(dirty("call local a\nexit\na:\nexit", 8), 512);
+        // A store through any other register may reach any of the frames.
+        let src = "mov %r1, %r10\nadd %r1, -8\nstdw [%r1+0], 1\nexit";
+        assert_eq!(dirty(src, 8), 512);
+        let src = "call local a\nexit\na:\nmov %r1, %r10\nstdw [%r1-8], 1\nexit";
+        assert_eq!(dirty(src, 8), 2 * 512);
+        // Recursion: as deep as the call depth allows.
+        let rec = "call local a\nexit\na:\njeq %r1, 0, +1\ncall local a\nstdw [%r10-8], 1\nexit";
+        assert_eq!(dirty(rec, 8), 7 * 512 + 8);
+        assert_eq!(dirty(rec, 3), 2 * 512 + 8);
+        let rec = "call local a\nexit\na:\njeq %r1, 0, +2\ncall local a\nmov %r1, %r10\nstdw [%r1-8], 1\nexit";
+        assert_eq!(dirty(rec, 8), 8 * 512);
+        // Never more than the frames: a store below its frame traps.
+        assert_eq!(dirty("stdw [%r10-600], 1\nexit", 8), 512);
+        // Nor deeper than the call depth allows: with two frames, b's call
+        // traps.
+        let src = "call local a\nexit\na:\ncall local b\nexit\nb:\nstdw [%r10-8], 1\nexit";
+        assert_eq!(dirty(src, 2), 512 + 8);
     }
 }

@@ -58,8 +58,8 @@ struct ProgramInner {
     last_error: Mutex<Option<String>>,
     last_mismatch: Mutex<Option<MismatchReport>>,
     settled: (Mutex<()>, Condvar),
-    /// Stack frames a run may leave written (see `with_stack`).
-    dirty_frames: usize,
+    /// Bytes at the stack's top a run may leave written (see `with_stack`).
+    dirty_bytes: usize,
 }
 
 impl ProgramInner {
@@ -121,7 +121,7 @@ thread_local! {
 }
 
 /// Runs `f` on this thread's stack area (reused across calls; zero when
-/// `f` starts), then zeroes the `dirty` top frames `f` may have written.
+/// `f` starts), then zeroes the `dirty` top bytes `f` may have written.
 fn with_stack<R>(depth: usize, dirty: usize, f: impl FnOnce(&mut Stack) -> R) -> R {
     let cached = STACK.with(|s| s.take());
     let mut stack = match cached {
@@ -166,7 +166,7 @@ impl Program {
             _ => u64::MAX,
         };
         let config = &engine.0.config;
-        let dirty_frames = verified.frames_written(config.call_depth);
+        let dirty_bytes = verified.stack_bytes_written(config.call_depth);
         let inner = ProgramInner {
             engine,
             verified,
@@ -185,7 +185,7 @@ impl Program {
             last_error: Mutex::new(failed),
             last_mismatch: Mutex::new(None),
             settled: (Mutex::new(()), Condvar::new()),
-            dirty_frames,
+            dirty_bytes,
         };
         inner.compile_ns[idx(tier)].store(ns, Relaxed);
         if state == GAVE_UP {
@@ -209,7 +209,7 @@ impl Program {
         inner.tier_calls[idx(code.tier)].fetch_add(1, Relaxed);
         let check = code.checked && self.cross_check_this_call();
         let depth = inner.engine.0.config.call_depth;
-        let (result, consumed) = with_stack(depth, inner.dirty_frames, |stack| {
+        let (result, consumed) = with_stack(depth, inner.dirty_bytes, |stack| {
             if check {
                 let r = self.run_cross_checked(&code, mem, stack);
                 (

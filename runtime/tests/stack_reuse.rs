@@ -1,8 +1,9 @@
 //! Every run of a program starts from a zeroed stack, though the runtime
 //! reuses one stack area and zeroes after a run only what the run may have
-//! written: the frames its calls can reach (in unchecked mode too, whose
-//! programs are trusted to stay where checks would keep them), and what
-//! its helpers wrote. A helper may write below the calling frame (`probe_read`
+//! written: the frames its calls can reach, or when it stores through r10
+//! alone, down to the lowest of those stores in its deepest frame (in
+//! unchecked mode too, whose programs are trusted to stay where checks
+//! would keep them), and what its helpers wrote. A helper may write below the calling frame (`probe_read`
 //! to any stack address, a host helper anywhere); what it left there must
 //! not reach the next run. Each program here reads such a place first
 //! (through `probe_read`), then writes it: every run must read 0.
@@ -98,4 +99,42 @@ fn a_host_helper_may_have_written_anywhere() {
             Ok(0)
         });
     });
+}
+
+#[test]
+fn stores_through_r10_are_cleared_down_to_the_lowest_one() {
+    // Each run reads the bytes it then writes: the lowest byte of its
+    // frame, one in the middle (an atomic), one at the top.
+    let src = "ldxdw %r0, [%r10-512]\nldxw %r1, [%r10-300]\nor %r0, %r1\nldxb %r1, [%r10-1]\n\
+               or %r0, %r1\nstdw [%r10-512], 7\nmov %r1, 9\nlock add32 [%r10-300], %r1\n\
+               stb [%r10-1], 5\nexit";
+    runs_see_zeroes("stores through r10", src, |_| {});
+    runs_see_zeroes("stores through r10, unchecked", src, |c| {
+        c.memory_checks(false);
+    });
+    // In a callee, whose frame is 512 bytes lower: its lowest byte is
+    // 1,024 below the top.
+    let src = "call local f\nexit\n\
+               f:\nldxdw %r0, [%r10-512]\nstdw [%r10-512], 7\nexit";
+    runs_see_zeroes("a callee's stores through r10", src, |_| {});
+    // A callee's store through r10 with a positive offset lands in its
+    // caller's frame.
+    let src = "ldxdw %r6, [%r10-8]\ncall local f\nmov %r0, %r6\nexit\n\
+               f:\nstdw [%r10+504], 7\nexit";
+    runs_see_zeroes("a store into the caller's frame", src, |_| {});
+}
+
+#[test]
+fn a_store_through_another_register_may_reach_every_frame() {
+    // f writes the lowest byte of its frame through r1, a copy of r10.
+    let src = "call local f\nexit\n\
+               f:\nmov %r1, %r10\nadd %r1, -512\nldxdw %r0, [%r1+0]\nstdw [%r1+0], 7\nexit";
+    runs_see_zeroes("a store through a copy of r10", src, |_| {});
+    runs_see_zeroes("a store through a copy of r10, unchecked", src, |c| {
+        c.memory_checks(false);
+    });
+    // main passes a pointer to its own frame, which f writes through.
+    let src = "mov %r1, %r10\nadd %r1, -8\ncall local f\nldxdw %r0, [%r10-8]\nexit\n\
+               f:\nldxdw %r0, [%r10-8]\nstdw [%r1+0], 0\nstdw [%r10-8], 7\nexit";
+    runs_see_zeroes("a store through an argument", src, |_| {});
 }
