@@ -184,6 +184,10 @@ impl Stack {
         let len = self.words.len();
         let words = bytes.div_ceil(16).min(len);
         let start = (len - words).min(self.helper_low);
+        if start == len {
+            // Nothing written (no call to `memset` for nothing).
+            return;
+        }
         self.words[start..].fill(0);
         // Stored only when it changes: callers move the `Stack` right
         // after this, and a 16-byte load of a field just written with 8
