@@ -117,6 +117,10 @@ fn stores_through_r10_are_cleared_down_to_the_lowest_one() {
     let src = "call local f\nexit\n\
                f:\nldxdw %r0, [%r10-512]\nstdw [%r10-512], 7\nexit";
     runs_see_zeroes("a callee's stores through r10", src, |_| {});
+    // Only an atomic, in a callee.
+    let src = "call local f\nexit\n\
+               f:\nldxdw %r0, [%r10-64]\nmov %r1, 3\nlock add [%r10-64], %r1\nexit";
+    runs_see_zeroes("a callee's atomic through r10", src, |_| {});
     // A callee's store through r10 with a positive offset lands in its
     // caller's frame.
     let src = "ldxdw %r6, [%r10-8]\ncall local f\nmov %r0, %r6\nexit\n\
@@ -137,4 +141,26 @@ fn a_store_through_another_register_may_reach_every_frame() {
     let src = "mov %r1, %r10\nadd %r1, -8\ncall local f\nldxdw %r0, [%r10-8]\nexit\n\
                f:\nldxdw %r0, [%r10-8]\nstdw [%r1+0], 0\nstdw [%r10-8], 7\nexit";
     runs_see_zeroes("a store through an argument", src, |_| {});
+}
+
+#[test]
+fn one_program_leaves_nothing_for_the_next_on_the_same_thread() {
+    // Both run on this thread's one stack area: what `deep` writes at the
+    // bottom of its callee's frame, `reader` reads from the same place.
+    let deep = "call local f\nexit\nf:\nstdw [%r10-512], 7\nmov %r0, 0\nexit";
+    let reader = "call local f\nexit\nf:\nldxdw %r0, [%r10-512]\nexit";
+    let obj = LoadedObject::from_object(Object::default(), LoadOptions::default()).unwrap();
+    for tier in Tier::available().into_iter().filter(|t| *t != Tier::Aot) {
+        let mut c = Config::new();
+        c.tier_policy(TierPolicy::Fixed(tier));
+        obj.configure(&mut c, Tier::Interp, &CompileOptions::default())
+            .unwrap();
+        let engine = Engine::new(&c);
+        let deep = engine.load_insns(assemble(deep).unwrap()).unwrap();
+        let reader = engine.load_insns(assemble(reader).unwrap()).unwrap();
+        for _ in 0..3 {
+            assert_eq!(deep.run(&mut [0u8; 8]), Ok(0));
+            assert_eq!(reader.run(&mut [0u8; 8]), Ok(0), "{tier:?}: deep's store");
+        }
+    }
 }
