@@ -333,7 +333,8 @@ int bpfvm_program_destroy(bpfvm_program *program);
 
 /* Compiles the program at `tier` now and makes its calls run there:
  * - BPFVM_TIER_LLVM: tier 1, waiting for the compile (a tier-up under the
- *   tiered policy; the program can still be demoted by a cross-check).
+ *   tiered policy; the program can still be demoted by a cross-check, and
+ *   a later tier-up runs the code compiled the first time again).
  * - BPFVM_TIER_INTERP, _CRANELIFT, _AOT: recompiles the program at that
  *   tier and pins it there (no promotion; statistics start again).
  * - BPFVM_TIER_AUTO: let tiering decide: a pinned program goes back under

@@ -1,17 +1,24 @@
 //! `Program`: a loaded program, callable from many threads, that moves from
 //! tier 0 to tier 1 when it is hot and cross-checks the promoted code.
 //!
-//! The code a call runs is an `Arc` loaded from an `ArcSwap`: a call keeps
-//! the code it started with alive until it returns, and a promotion only
-//! swaps the pointer, so calls already running finish in their tier and old
-//! code is freed when the last of them returns.
+//! The code a call runs is read through one pointer, published with a
+//! single atomic store. It points at one of the three pieces of code a
+//! program may have (the initial tier's, the cross-check reference's,
+//! tier 1's), each made at most once and kept until the program is
+//! dropped: a call
+//! takes no reference count (which cost two atomic read-modify-writes a
+//! call, about half the runtime's overhead on a short program), calls
+//! already running finish in the tier they started in, and the code they
+//! run stays alive as long as any call can be inside it.
 
 use std::cell::Cell;
 use std::ffi::c_void;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed, Ordering::SeqCst};
+use std::sync::atomic::{
+    AtomicPtr, AtomicU32, AtomicU64, AtomicU8,
+    Ordering::{Acquire, Relaxed, Release, SeqCst},
+};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
 
-use arc_swap::ArcSwap;
 use bpfvm_engine::backend::{execute_on, CompiledCode, Outcome, RunEnv, Stack};
 use bpfvm_engine::trap::Trap;
 use bpfvm_engine::Program as Verified;
@@ -40,10 +47,15 @@ const FIXED: u8 = 5;
 struct ProgramInner {
     engine: Engine,
     verified: Arc<Verified>,
-    current: ArcSwap<Compiled>,
+    /// The code calls run on now: always that of `initial`, `reference`
+    /// or `tier1`, which only [`ProgramInner::publish`] stores.
+    current: AtomicPtr<Compiled>,
     /// The code the program started on (where a mismatch demotes it to).
     initial: Arc<Compiled>,
     reference: OnceLock<Option<Arc<Compiled>>>,
+    /// Tier 1's code once compiled: a promotion after a demotion runs it
+    /// again rather than compiling the same code twice.
+    tier1: OnceLock<Arc<Compiled>>,
     tier_calls: [AtomicU64; 3],
     compile_ns: [AtomicU64; 3],
     tier0_insns: AtomicU64,
@@ -62,7 +74,41 @@ struct ProgramInner {
     dirty_bytes: usize,
 }
 
+/// The code a program keeps for its whole life, which calls may run on.
+#[derive(Clone, Copy)]
+enum Kept {
+    Initial,
+    Reference,
+    Tier1,
+}
+
 impl ProgramInner {
+    /// The code calls run on now.
+    fn current(&self) -> &Compiled {
+        // SAFETY: `current` points at the `Compiled` of `initial`,
+        // `reference` or `tier1` (made from `initial`, then stored only by
+        // `publish`, which takes it from those): each is set once and
+        // dropped with `self`, so it outlives this borrow of `self`. The
+        // Release store in `publish` after the code was made, and this
+        // Acquire load, make it visible whole.
+        unsafe { &*self.current.load(Acquire) }
+    }
+
+    /// Makes the code of `which` the code calls run on, when the program
+    /// has it (the reference and tier 1 once compiled); returns whether it
+    /// did.
+    fn publish(&self, which: Kept) -> bool {
+        let code = match which {
+            Kept::Initial => Some(&self.initial),
+            Kept::Reference => self.reference.get().and_then(Option::as_ref),
+            Kept::Tier1 => self.tier1.get(),
+        };
+        if let Some(code) = code {
+            self.current.store(Arc::as_ptr(code).cast_mut(), Release);
+        }
+        code.is_some()
+    }
+
     /// Calls on every tier (derived: one counter per tier is all a call bumps).
     fn total_calls(&self) -> u64 {
         self.tier_calls.iter().map(|c| c.load(Relaxed)).sum()
@@ -170,9 +216,10 @@ impl Program {
         let inner = ProgramInner {
             engine,
             verified,
-            current: ArcSwap::new(initial.clone()),
+            current: AtomicPtr::new(Arc::as_ptr(&initial).cast_mut()),
             initial,
             reference: OnceLock::new(),
+            tier1: OnceLock::new(),
             tier_calls: Default::default(),
             compile_ns: Default::default(),
             tier0_insns: AtomicU64::new(0),
@@ -205,13 +252,13 @@ impl Program {
     /// when the engine has one.
     pub fn run_outcome(&self, mem: &mut [u8]) -> Result<Outcome, Trap> {
         let inner = &*self.0;
-        let code = inner.current.load();
+        let code = inner.current();
         inner.tier_calls[idx(code.tier)].fetch_add(1, Relaxed);
         let check = code.checked && self.cross_check_this_call();
         let depth = inner.engine.0.config.call_depth;
         let (result, consumed) = with_stack(depth, inner.dirty_bytes, |stack| {
             if check {
-                let r = self.run_cross_checked(&code, mem, stack);
+                let r = self.run_cross_checked(code, mem, stack);
                 (
                     r.map(|r0| Outcome {
                         r0,
@@ -245,7 +292,7 @@ impl Program {
 
     /// The tier calls run on now.
     pub fn current_tier(&self) -> Tier {
-        self.0.current.load().tier
+        self.0.current().tier
     }
 
     /// The verified program.
@@ -253,8 +300,10 @@ impl Program {
         &self.0.verified
     }
 
-    /// Compiles tier 1 now. With `wait`, returns once it is published (or
-    /// has failed); without, queues the compile and returns at once.
+    /// Compiles tier 1 now (or, when it was compiled before and the program
+    /// then demoted, publishes that code again). With `wait`, returns once
+    /// it is published (or has failed); without, queues the compile and
+    /// returns at once.
     /// Returns the tier calls run on afterwards (with `wait`), or the
     /// current one.
     pub fn force_tier_up(&self, wait: bool) -> Result<Tier, String> {
@@ -462,13 +511,13 @@ impl Program {
     fn demote(&self) {
         let inner = &*self.0;
         inner.state.store(DEMOTED, SeqCst);
-        let target = if inner.initial.checked {
-            self.reference()
+        let published = if inner.initial.checked {
+            // Compiled now if no cross-check compiled it yet.
+            self.reference().is_some() && inner.publish(Kept::Reference)
         } else {
-            Some(inner.initial.clone())
+            inner.publish(Kept::Initial)
         };
-        if let Some(t) = target {
-            inner.current.store(t);
+        if published {
             inner.calls_on_current.store(0, Relaxed);
         }
     }
@@ -492,18 +541,29 @@ fn background(weak: Weak<ProgramInner>) {
     }
 }
 
-/// Compiles tier 1 and publishes it, or records the failure and backs off.
-/// Called with the state set to `COMPILING` by the caller.
+/// Compiles tier 1 (once: later calls publish the same code again) and
+/// publishes it, or records the failure and backs off. Called with the
+/// state set to `COMPILING` by the caller.
 fn compile_tier1(inner: &Arc<ProgramInner>) {
-    let result = inner.engine.compile(&inner.verified, Tier::Llvm, false);
+    let result = match inner.tier1.get() {
+        Some(_) => Ok(()),
+        None => inner
+            .engine
+            .compile(&inner.verified, Tier::Llvm, false)
+            .map(|(code, ns)| {
+                inner.compile_ns[idx(Tier::Llvm)].store(ns, Relaxed);
+                inner.tier1.get_or_init(|| {
+                    Arc::new(Compiled {
+                        tier: Tier::Llvm,
+                        code,
+                        checked: true,
+                    })
+                });
+            }),
+    };
     match result {
-        Ok((code, ns)) => {
-            inner.compile_ns[idx(Tier::Llvm)].store(ns, Relaxed);
-            inner.current.store(Arc::new(Compiled {
-                tier: Tier::Llvm,
-                code,
-                checked: true,
-            }));
+        Ok(()) => {
+            inner.publish(Kept::Tier1);
             inner.calls_on_current.store(0, Relaxed);
             *lock(&inner.last_error) = None;
             inner.state.store(PROMOTED, SeqCst);

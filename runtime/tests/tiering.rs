@@ -155,7 +155,8 @@ fn calls_from_many_threads_during_background_promotion_agree_with_the_interprete
 }
 
 /// A tier-1 that computes a wrong result: r0 + 1.
-struct Faulty;
+/// A tier 1 that returns r0 + 1, counting its compiles.
+struct Faulty(Arc<AtomicU32>);
 struct FaultyCode(Box<dyn CompiledCode>);
 
 impl Backend for Faulty {
@@ -167,6 +168,7 @@ impl Backend for Faulty {
         p: &Arc<Verified>,
         o: &CompileOptions,
     ) -> Result<Box<dyn CompiledCode>, CompileError> {
+        self.0.fetch_add(1, Ordering::SeqCst);
         Ok(Box::new(FaultyCode(Interpreter.compile(p, o)?)))
     }
 }
@@ -190,7 +192,8 @@ fn cross_check_catches_a_faulty_tier_and_demotes() {
         call_threshold: 2,
         instruction_threshold: u64::MAX,
     });
-    c.tier1_backend(Arc::new(Faulty))
+    let compiles = Arc::new(AtomicU32::new(0));
+    c.tier1_backend(Arc::new(Faulty(compiles.clone())))
         .synchronous_tier_up(true)
         .cross_check(Some(CrossCheck::default()));
     let p = Engine::new(&c).load_asm(SUM).unwrap();
@@ -220,6 +223,15 @@ fn cross_check_catches_a_faulty_tier_and_demotes() {
         assert_eq!(p.run(&mut mem).unwrap(), want);
     }
     assert_ne!(p.current_tier(), Tier::Llvm);
+    // Forced back up, the program runs tier 1's code again (compiled
+    // once), and the cross-check catches it again.
+    assert_eq!(compiles.load(Ordering::SeqCst), 1);
+    assert_eq!(p.force_tier_up(true), Ok(Tier::Llvm));
+    assert_eq!(compiles.load(Ordering::SeqCst), 1, "tier 1 compiled again");
+    assert_eq!(p.run(&mut mem).unwrap(), want);
+    assert_ne!(p.current_tier(), Tier::Llvm);
+    let s = p.stats();
+    assert_eq!((s.cross_checks, s.mismatches), (2, 2));
 }
 
 /// A tier 1 whose compile always fails, counting its attempts.
@@ -292,7 +304,7 @@ fn a_failing_tier1_compile_is_recorded_backed_off_and_given_up() {
 #[should_panic(expected = "cross-check mismatch")]
 fn cross_check_can_panic_for_tests() {
     let mut c = config(TierPolicy::Eager);
-    c.tier1_backend(Arc::new(Faulty))
+    c.tier1_backend(Arc::new(Faulty(Arc::default())))
         .cross_check(Some(CrossCheck {
             panic_on_mismatch: true,
             ..CrossCheck::default()
