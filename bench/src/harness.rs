@@ -311,8 +311,8 @@ pub enum Runner {
 
 impl Runner {
     /// Runs over `mem` from a zeroed stack (as the runtime does: the stack
-    /// area is reused, and the frames a run may have written are zeroed
-    /// after it).
+    /// area is reused, and what a run may have written is zeroed after
+    /// it: `Program::stack_bytes_written`).
     #[inline]
     pub fn run(&mut self, mem: &mut [u8]) -> Result<u64, Trap> {
         match self {
