@@ -7,7 +7,9 @@
 //! [--tier T] [--opt N] [--unchecked] [--count N]`, where PROGRAM is
 //! `gen:SLOTS` (the generated program of `compile/<tier>/O<n>/<slots>`) or
 //! the name of a benchmark program (`compile_programs/<name>`). Prints the
-//! mean wall time per compile to standard error. `--write FILE` also writes
+//! mean wall time per compile to standard error. `--budget N` compiles with
+//! instruction counting for a budget of N (the runtime's tier 0 under the
+//! tiered policy counts with 18446744073709551615). `--write FILE` also writes
 //! the program's bytecode to FILE (raw, for `bpfvm disasm --format raw`),
 //! and `--clif FILE` its Cranelift IR with these options (what `bpfvm emit
 //! clif` prints, which cannot for generated programs: they call the
@@ -33,7 +35,7 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<(), String> {
-    let usage = "usage: compile_work PROGRAM [--tier T] [--opt N] [--unchecked] [--count N] [--write FILE] [--clif FILE]";
+    let usage = "usage: compile_work PROGRAM [--tier T] [--opt N] [--unchecked] [--count N] [--budget N] [--write FILE] [--clif FILE]";
     let mut args = std::env::args().skip(1);
     let what = args.next().ok_or(usage)?;
     let mut tier = Tier::Cranelift;
@@ -42,6 +44,7 @@ fn run() -> Result<(), String> {
     let mut count = 1u32;
     let mut write = None;
     let mut clif = None;
+    let mut budget = None;
     while let Some(a) = args.next() {
         let mut value = || args.next().ok_or(format!("{a} needs a value"));
         match a.as_str() {
@@ -51,6 +54,7 @@ fn run() -> Result<(), String> {
             "--unchecked" => checked = false,
             "--write" => write = Some(value()?),
             "--clif" => clif = Some(value()?),
+            "--budget" => budget = Some(value()?.parse().map_err(|e| format!("--budget: {e}"))?),
             _ => return Err(usage.into()),
         }
     }
@@ -76,6 +80,9 @@ fn run() -> Result<(), String> {
     }
     if let Some(level) = opt_level {
         opts.opt_level = level;
+    }
+    if budget.is_some() {
+        opts.budget = budget;
     }
     if let Some(path) = clif {
         let text = emit_text(&program, &opts, TextOutput::Clif).map_err(|e| e.to_string())?;

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use bpfvm::engine::backend::{Backend, CompileError, CompileOptions, CompiledCode};
+use bpfvm::engine::backend::{Backend, CompileError, CompileOptions, CompiledCode, COUNT_ONLY};
 use bpfvm::engine::disasm::disassemble;
 use bpfvm::engine::interp::Interpreter;
 use bpfvm::engine::program::Program;
@@ -147,6 +147,20 @@ fn cranelift_tight_budget() {
 }
 
 #[test]
+fn cranelift_counting_only() {
+    // As the tiered runtime compiles tier 0: level 1, counting without a
+    // limit (no test at each block; a branch over one instruction becomes
+    // a select that charges that instruction when it runs). The budget
+    // left must be the interpreter's to the instruction.
+    let opts = CompileOptions {
+        opt_level: 1,
+        ..with_budget(COUNT_ONLY)
+    };
+    let start = env_u64("BPFVM_DIFF_SEED", 0) + 2_000_000;
+    campaign_from(start, Tier::Cranelift, &GenOptions::default(), &opts, 2_000);
+}
+
+#[test]
 fn cranelift_unchecked_in_bounds() {
     let (gen, opts) = unchecked();
     campaign(Tier::Cranelift, &gen, &opts, 3_000);
@@ -195,6 +209,18 @@ fn llvm_o3_checked_with_budget() {
 #[test]
 fn llvm_o3_tight_budget() {
     campaign(Tier::Llvm, &GenOptions::default(), &with_budget(60), 100);
+}
+
+#[test]
+fn llvm_counting_only() {
+    let start = env_u64("BPFVM_DIFF_SEED", 0) + 2_100_000;
+    campaign_from(
+        start,
+        Tier::Llvm,
+        &GenOptions::default(),
+        &with_budget(COUNT_ONLY),
+        100,
+    );
 }
 
 #[test]

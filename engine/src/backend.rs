@@ -14,13 +14,21 @@ use crate::vmctx::{Region, VmCtx, TRAP_EXIT, TRAP_NONE};
 /// Default call-depth limit, in frames (the outermost function counts).
 pub const DEFAULT_CALL_DEPTH: usize = 8;
 
+/// The budget that counts instructions without limiting them: no run can
+/// execute this many (at one instruction a nanosecond it would take 584
+/// years), so the JIT tiers count down from it without testing for the
+/// end, as the tiered runtime's tier 0 does to decide on promotion. The
+/// count, and so the budget left, are the same as with a test.
+pub const COUNT_ONLY: u64 = u64::MAX;
+
 /// How a program is compiled. Every tier honours every field.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct CompileOptions {
     /// Check every load, store and atomic against the allowed regions.
     /// Unchecked code trusts the program: a wild access can crash the host.
     pub checked: bool,
-    /// Initial instruction budget; `None` disables counting.
+    /// Initial instruction budget; `None` disables counting. A budget of
+    /// [`COUNT_ONLY`] counts without a limit.
     pub budget: Option<u64>,
     /// Maximum number of call frames (the stack is `call_depth * 512` bytes).
     pub call_depth: usize,

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bpfvm_engine::backend::{
-    validate_options, Backend, CompileError, CompileOptions, CompiledCode,
+    validate_options, Backend, CompileError, CompileOptions, CompiledCode, COUNT_ONLY,
 };
 use bpfvm_engine::helpers::{HelperTable, Helpers};
 use bpfvm_engine::isa::{decode_program, Insn};
@@ -186,7 +186,7 @@ impl Engine {
             checked: c.memory_checks,
             budget: match (c.instruction_budget, counting) {
                 (Some(b), _) => Some(b),
-                (None, true) => Some(u64::MAX),
+                (None, true) => Some(COUNT_ONLY),
                 (None, false) => None,
             },
             call_depth: c.call_depth,

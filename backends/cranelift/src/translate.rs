@@ -7,7 +7,7 @@
 //! stores its record in the `VmCtx` and returns; callers check
 //! `ctx.trap_code` after every call and return at once when it is set.
 
-use bpfvm_engine::backend::{ArrayMapLayout, CompileOptions};
+use bpfvm_engine::backend::{ArrayMapLayout, CompileOptions, COUNT_ONLY};
 use bpfvm_engine::facts::{GroupedAccess, Known, KnownTarget, RegisterFacts};
 use bpfvm_engine::instr::{AluOp, AtomicOp, Cond, Endian, Instr, MemSize, Operand, Width};
 use bpfvm_engine::isa::STACK_FRAME_SIZE;
@@ -389,7 +389,14 @@ impl<'a, 'b> Translator<'a, 'b> {
             return false;
         };
         let next = pc + 1;
-        if target != pc as i64 + 2 || next >= self.func.end || self.opts.budget.is_some() {
+        // With a budget that can run out, the skipped instruction's block
+        // must be able to trap at its start; counting alone only needs its
+        // cost charged when it runs (below).
+        let counting = self.opts.budget == Some(COUNT_ONLY);
+        if target != pc as i64 + 2
+            || next >= self.func.end
+            || (self.opts.budget.is_some() && !counting)
+        {
             return false;
         }
         if self.last_branch_to[next - self.func.start].is_some() {
@@ -411,18 +418,31 @@ impl<'a, 'b> Translator<'a, 'b> {
         let new = self.get(written);
         let v = self.b.ins().select(taken, old, new);
         self.set(written, v);
+        if counting {
+            // The instruction's block (it alone) counts when the jump is
+            // not taken, as when it runs.
+            let cost = self.program.block_cost(next) as i64;
+            let left = self.b.ins().load(I64, trusted(), self.ctx, OFFSET_BUDGET);
+            let charged = self.b.ins().iconst(I64, cost);
+            let charge = self.b.ins().select(taken, self.zero, charged);
+            let rest = self.b.ins().isub(left, charge);
+            self.b.ins().store(trusted(), rest, self.ctx, OFFSET_BUDGET);
+        }
         true
     }
 
     fn charge_budget(&mut self, pc: usize) {
-        if self.opts.budget.is_none() {
+        let Some(budget) = self.opts.budget else {
             return;
-        }
+        };
         let cost = self.program.block_cost(pc) as i64;
         let left = self.b.ins().load(I64, trusted(), self.ctx, OFFSET_BUDGET);
-        let short = self.b.ins().icmp_imm_s(IntCC::UnsignedLessThan, left, cost);
-        let trap = self.trap(Some(TRAP_BUDGET), pc, None, 0);
-        self.branch_unless(short, trap);
+        // Counting alone never runs out: no test, no block to split.
+        if budget != COUNT_ONLY {
+            let short = self.b.ins().icmp_imm_s(IntCC::UnsignedLessThan, left, cost);
+            let trap = self.trap(Some(TRAP_BUDGET), pc, None, 0);
+            self.branch_unless(short, trap);
+        }
         let rest = self.b.ins().iadd_imm_s(left, -cost);
         self.b.ins().store(trusted(), rest, self.ctx, OFFSET_BUDGET);
     }

@@ -19,7 +19,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use bpfvm_engine::backend::{ArrayMapLayout, CompileOptions};
+use bpfvm_engine::backend::{ArrayMapLayout, CompileOptions, COUNT_ONLY};
 use bpfvm_engine::facts::{Known, KnownTarget, RegisterFacts};
 use bpfvm_engine::instr::{
     AluOp, AtomicOp, Cond, Endian, Instr, LddwPseudo, MemSize, Operand, Width,
@@ -639,18 +639,21 @@ impl<'a, 'ctx> FnTranslator<'a, 'ctx> {
     }
 
     fn charge_budget(&mut self, pc: usize) -> R<()> {
-        if self.cg.opts.budget.is_none() {
+        let Some(budget) = self.cg.opts.budget else {
             return Ok(());
-        }
+        };
         let cg = self.cg;
         let cost = self.c64(self.program.block_cost(pc) as u64);
         let left = cg.load_field(self.ctx, OFFSET_BUDGET, cg.i64)?;
-        let short = cg
-            .builder
-            .build_int_compare(IntPredicate::ULT, left, cost, "short")
-            .or_fail()?;
-        let trap = self.trap(Some(TRAP_BUDGET), Some(pc), None, 0)?;
-        self.branch_unless(short, trap)?;
+        // Counting alone never runs out: no test.
+        if budget != COUNT_ONLY {
+            let short = cg
+                .builder
+                .build_int_compare(IntPredicate::ULT, left, cost, "short")
+                .or_fail()?;
+            let trap = self.trap(Some(TRAP_BUDGET), Some(pc), None, 0)?;
+            self.branch_unless(short, trap)?;
+        }
         let rest = cg.builder.build_int_sub(left, cost, "left").or_fail()?;
         cg.store_field(self.ctx, OFFSET_BUDGET, rest)
     }
