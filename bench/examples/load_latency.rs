@@ -4,7 +4,8 @@
 //! engine, so that one-time costs and the machine's load stay out.
 //!
 //! `cargo run --release -p bpfvm-bench --example load_latency -- PROGRAM
-//! [--count N]`, PROGRAM the name of a benchmark program.
+//! [--count N]`, PROGRAM the name of a benchmark program that uses no maps
+//! (`map_lookup` needs its object loaded: `bpfvm bench` measures it).
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
