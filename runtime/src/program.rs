@@ -5,11 +5,10 @@
 //! single atomic store. It points at one of the three pieces of code a
 //! program may have (the initial tier's, the cross-check reference's,
 //! tier 1's), each made at most once and kept until the program is
-//! dropped: a call
-//! takes no reference count (which cost two atomic read-modify-writes a
-//! call, about half the runtime's overhead on a short program), calls
-//! already running finish in the tier they started in, and the code they
-//! run stays alive as long as any call can be inside it.
+//! dropped: a call takes no reference count (which cost two atomic
+//! read-modify-writes a call, about half the runtime's overhead on a short
+//! program), calls already running finish in the tier they started in, and
+//! the code they run stays alive as long as any call can be inside it.
 
 use std::cell::Cell;
 use std::ffi::c_void;
