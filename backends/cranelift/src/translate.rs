@@ -23,6 +23,12 @@ use cranelift_frontend::{FunctionBuilder, Variable};
 
 use crate::slow_path;
 
+/// The helper slot an id past the table reads (`call_helper`): empty, as
+/// `HelperSlot::EMPTY` is (a null function and data pointer), and never
+/// written. Its address is a constant of the code, as the trampolines' are.
+static EMPTY_SLOT: [u64; 2] = [0, 0];
+const _: () = assert!(HELPER_SLOT_SIZE as usize == std::mem::size_of::<[u64; 2]>());
+
 /// What the translation of one function refers to outside itself.
 pub(crate) struct Externals<'a> {
     /// The program's functions, by start pc, imported into this function.
@@ -1218,13 +1224,13 @@ impl<'a, 'b> Translator<'a, 'b> {
             unreachable!("load_invariants loads the helper table when there are calls")
         };
         let unknown = self.trap(Some(TRAP_UNKNOWN_HELPER), pc, Some(id), 0);
-        let outside = self
-            .b
-            .ins()
-            .icmp(IntCC::UnsignedGreaterThanOrEqual, id, count);
-        self.branch_unless(outside, unknown);
+        // An id past the table reads an empty slot of our own instead: one
+        // test, of the function, covers both ways of being unknown.
+        let inside = self.b.ins().icmp(IntCC::UnsignedLessThan, id, count);
         let offset = self.b.ins().imul_imm_s(id, HELPER_SLOT_SIZE as i64);
-        let slot = self.b.ins().iadd(table, offset);
+        let at = self.b.ins().iadd(table, offset);
+        let none = self.b.ins().iconst(I64, EMPTY_SLOT.as_ptr() as i64);
+        let slot = self.b.ins().select(inside, at, none);
         let func = self.b.ins().load(I64, trusted(), slot, OFFSET_SLOT_FUNC);
         let empty = self.b.ins().icmp_imm_s(IntCC::Equal, func, 0);
         self.branch_unless(empty, unknown);
