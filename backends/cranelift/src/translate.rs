@@ -1005,13 +1005,7 @@ impl<'a, 'b> Translator<'a, 'b> {
         let inside = self.below(addr, first.0, first.1);
         self.unless_cold(inside, ok);
         if self.opts.opt_level > 0 {
-            let ctx = self.ctx;
-            let lo = self
-                .b
-                .ins()
-                .load(I64, trusted(), ctx, OFFSET_LAST_REGION_START);
-            let limit_at = last_region_limit_offset(size.bytes() as u64, write);
-            let limit = self.b.ins().load(I64, trusted(), ctx, limit_at);
+            let (lo, limit) = self.last_region(size.bytes() as u64, write);
             let in_other = self.below(addr, other.0, other.1);
             let in_last = self.below(addr, lo, limit);
             let hit = self.b.ins().bor(in_other, in_last);
@@ -1020,6 +1014,20 @@ impl<'a, 'b> Translator<'a, 'b> {
         let access = self.b.ins().iconst(I64, slow_path::access(pc, size, write));
         self.call_check(self.ext.check_fn, addr, access, ok);
         (addr, 0)
+    }
+
+    /// The region the last slow-path check allowed (`VmCtx`'s remembered
+    /// one): its start, and the limit of an access's start for `size`
+    /// bytes (a store when `write`), loaded on a check's cold path.
+    fn last_region(&mut self, size: u64, write: bool) -> (Value, Value) {
+        let ctx = self.ctx;
+        let start = self
+            .b
+            .ins()
+            .load(I64, trusted(), ctx, OFFSET_LAST_REGION_START);
+        let limit_at = last_region_limit_offset(size, write);
+        let limit = self.b.ins().load(I64, trusted(), ctx, limit_at);
+        (start, limit)
     }
 
     /// `(input, frame)` in the order a check through `base` tests them:
@@ -1110,16 +1118,10 @@ impl<'a, 'b> Translator<'a, 'b> {
         let inside = self.below(addr, first.0, bound);
         self.unless_cold(inside, ok);
         if self.opts.opt_level > 0 {
-            let ctx = self.ctx;
-            let last = self
-                .b
-                .ins()
-                .load(I64, trusted(), ctx, OFFSET_LAST_REGION_START);
             // A region's one-byte limit is its length (0 for stores when
             // it is read-only).
             let write = group.iter().any(|g| g.write);
-            let limit_at = last_region_limit_offset(1, write);
-            let last_len = self.b.ins().load(I64, trusted(), ctx, limit_at);
+            let (last, last_len) = self.last_region(1, write);
             let in_other = self.span_in(addr, other.0, other.1, span);
             let in_last = self.span_in(addr, last, last_len, span);
             let hit = self.b.ins().bor(in_other, in_last);
