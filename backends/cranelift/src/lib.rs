@@ -7,6 +7,7 @@
 //! [`CraneliftCode`] is dropped.
 
 mod code_memory;
+mod helpers;
 mod slow_path;
 mod translate;
 
@@ -51,7 +52,7 @@ impl Backend for CraneliftBackend {
         opts: &CompileOptions,
     ) -> Result<Box<dyn CompiledCode>, CompileError> {
         validate_options(opts)?;
-        let (memory, entry, tables) = build(program, opts, None)?;
+        let (memory, entry, tables) = build(program, Some(program), opts, None)?;
         Ok(Box::new(CraneliftCode {
             _memory: memory,
             _tables: tables,
@@ -79,7 +80,7 @@ pub fn clif_text(program: &Program, opts: &CompileOptions) -> Result<ClifText, C
         after: String::new(),
         machine: String::new(),
     };
-    build(program, opts, Some(&mut text))?;
+    build(program, None, opts, Some(&mut text))?;
     Ok(text)
 }
 
@@ -207,12 +208,16 @@ thread_local! {
     static SCRATCH: RefCell<Option<Box<Scratch>>> = const { RefCell::new(None) };
 }
 
+/// Compiles `program` into executable memory: with `text`, recording
+/// its IR; else with `shared` (the same program), letting helper threads
+/// compile some of its functions.
 fn build(
     program: &Program,
+    shared: Option<&Arc<Program>>,
     opts: &CompileOptions,
     text: Option<&mut ClifText>,
 ) -> Result<(CodeMemory, Entry, GroupTables), CompileError> {
-    let (compiled, tables) = compile_functions(program, opts, text)?;
+    let (compiled, tables) = compile_functions(program, shared, opts, text)?;
     let align = isa(opts.opt_level)?.function_alignment().preferred as usize;
     let (memory, addrs) = CodeMemory::place(&compiled, align).map_err(fail)?;
     let entry_addr = compiled
@@ -227,13 +232,71 @@ fn build(
     Ok((memory, entry, tables))
 }
 
-/// Translates and compiles each function of `program`, with this
-/// thread's scratch state.
+/// Functions of at least this many instruction slots are offered to the
+/// helper threads when a program has more than one: a smaller one
+/// compiles in about the time a helper takes to wake up (tens of µs).
+const MIN_OFFERED_SLOTS: usize = 48;
+
+/// One function's machine code and the tables of its group checks.
+type CompiledFunction = (FunctionCode, GroupTables);
+
+/// Translates and compiles each function of `program`: the largest on
+/// this thread and, given `shared` (the same program, for other threads),
+/// the other large ones offered to helper threads meanwhile (see
+/// [`helpers`]; taken back if no helper has started them).
 fn compile_functions(
     program: &Program,
+    shared: Option<&Arc<Program>>,
     opts: &CompileOptions,
-    text: Option<&mut ClifText>,
+    mut text: Option<&mut ClifText>,
 ) -> Result<Compiled, CompileError> {
+    let functions = program.functions();
+    let size = |k: usize| functions[k].end - functions[k].start;
+    let mut order: Vec<usize> = (0..functions.len()).collect();
+    // Largest first; the entry function first among equals.
+    order.sort_by_key(|&k| std::cmp::Reverse(size(k)));
+    let (offered, offers): (Vec<usize>, Vec<_>) = match (shared, &text) {
+        (Some(shared), None) => order
+            .iter()
+            .skip(1)
+            .filter(|&&k| size(k) >= MIN_OFFERED_SLOTS)
+            .map(|&k| {
+                let (program, opts) = (Arc::clone(shared), opts.clone());
+                let offer = helpers::offer(move || {
+                    with_scratch(|s| compile_one(&program, &opts, k, s, None))
+                });
+                (k, offer)
+            })
+            .unzip(),
+        _ => (Vec::new(), Vec::new()),
+    };
+    let mut done: Vec<Option<CompiledFunction>> = functions.iter().map(|_| None).collect();
+    with_scratch(|scratch| {
+        // In program order when printing, so that the listing reads in it.
+        let own: Vec<usize> = if text.is_some() {
+            (0..functions.len()).collect()
+        } else {
+            order.into_iter().filter(|k| !offered.contains(k)).collect()
+        };
+        for k in own {
+            done[k] = Some(compile_one(program, opts, k, scratch, text.as_deref_mut())?);
+        }
+        Ok::<_, CompileError>(())
+    })?;
+    for (k, offer) in offered.into_iter().zip(offers) {
+        done[k] = Some(offer.take()?);
+    }
+    let mut compiled = Vec::with_capacity(done.len());
+    let mut tables = Vec::new();
+    for (code, t) in done.into_iter().flatten() {
+        compiled.push(code);
+        tables.extend(t);
+    }
+    Ok((compiled, tables))
+}
+
+/// Runs `f` with this thread's scratch state.
+fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
     SCRATCH.with(|cell| {
         // Compiles do not nest; should one ever, it gets fresh state.
         let mut taken = cell.try_borrow_mut().ok().and_then(|mut s| s.take());
@@ -245,7 +308,7 @@ fn compile_functions(
                 fctx: FunctionBuilderContext::new(),
             })
         });
-        let result = compile_with(program, opts, text, scratch);
+        let result = f(scratch);
         scratch.ctx.clear();
         if let Ok(mut slot) = cell.try_borrow_mut() {
             *slot = taken;
@@ -254,12 +317,14 @@ fn compile_functions(
     })
 }
 
-fn compile_with(
+/// Translates and compiles function `k` of `program`.
+fn compile_one(
     program: &Program,
     opts: &CompileOptions,
-    mut text: Option<&mut ClifText>,
+    k: usize,
     scratch: &mut Scratch,
-) -> Result<Compiled, CompileError> {
+    text: Option<&mut ClifText>,
+) -> Result<CompiledFunction, CompileError> {
     let isa = isa(opts.opt_level)?;
     let isa = isa.as_ref();
     // (signature, (ctx, data, r1..r5), (ctx, addr, size, write, frame_lo))
@@ -270,68 +335,57 @@ fn compile_with(
     } else {
         (0, 0)
     };
-    let mut compiled = Vec::with_capacity(program.functions().len());
-    let mut tables = Vec::new();
-    for f in program.functions() {
-        // Cleared, not replaced: the function keeps its tables' capacity
-        // from the last compile.
-        ctx.func.clear();
-        ctx.func.name = UserFuncName::user(0, f.start as u32);
-        ctx.func.signature = internal.clone();
-        let mut callees = Vec::new();
-        let header;
-        {
-            let mut b = FunctionBuilder::new(&mut ctx.func, fctx);
-            // Import only the functions this one calls, and the signatures
-            // it uses (each import is ABI work in every compile).
-            let mut callee_sig = None;
-            let mut refs = HashMap::new();
-            for pc in f.start..f.end {
-                let Instr::CallLocal { target } = program.instrs()[pc] else {
-                    continue;
-                };
-                let target = target as usize;
-                if refs.contains_key(&target) {
-                    continue;
-                }
-                let name = b
-                    .func
-                    .declare_imported_user_function(UserExternalName::new(0, target as u32));
-                callees.push((name, target as u32));
-                let signature =
-                    *callee_sig.get_or_insert_with(|| b.import_signature(internal.clone()));
-                let r = b.import_function(ExtFuncData {
-                    name: ExternalName::User(name),
-                    signature,
-                    colocated: true,
-                    patchable: false,
-                });
-                refs.insert(target, r);
-            }
-            let lookup = |start: usize| refs.get(&start).copied();
-            let ext = Externals {
-                funcs: &lookup,
-                helper_sig: signature(isa, 7),
-                check_sig: slow_path::signature(),
-                check_fn: check_fn as i64,
-                group_fn: group_fn as i64,
+    let f = &program.functions()[k];
+    // Cleared, not replaced: the function keeps its tables' capacity
+    // from the last compile.
+    ctx.func.clear();
+    ctx.func.name = UserFuncName::user(0, f.start as u32);
+    ctx.func.signature = internal.clone();
+    let mut callees = Vec::new();
+    let header;
+    let tables;
+    {
+        let mut b = FunctionBuilder::new(&mut ctx.func, fctx);
+        // Import only the functions this one calls, and the signatures
+        // it uses (each import is ABI work in every compile).
+        let mut callee_sig = None;
+        let mut refs = HashMap::new();
+        for pc in f.start..f.end {
+            let Instr::CallLocal { target } = program.instrs()[pc] else {
+                continue;
             };
-            let (h, t) = Translator::new(&mut b, program, opts, &ext, *f).translate();
-            header = h;
-            tables.extend(t);
-            b.finalize(isa.frontend_config());
+            let target = target as usize;
+            if refs.contains_key(&target) {
+                continue;
+            }
+            let name = b
+                .func
+                .declare_imported_user_function(UserExternalName::new(0, target as u32));
+            callees.push((name, target as u32));
+            let signature = *callee_sig.get_or_insert_with(|| b.import_signature(internal.clone()));
+            let r = b.import_function(ExtFuncData {
+                name: ExternalName::User(name),
+                signature,
+                colocated: true,
+                patchable: false,
+            });
+            refs.insert(target, r);
         }
-        compiled.push(compile_function(
-            isa,
-            ctx,
-            f.start as u32,
-            callees,
-            header,
-            text.as_deref_mut(),
-        )?);
+        let lookup = |start: usize| refs.get(&start).copied();
+        let ext = Externals {
+            funcs: &lookup,
+            helper_sig: signature(isa, 7),
+            check_sig: slow_path::signature(),
+            check_fn: check_fn as i64,
+            group_fn: group_fn as i64,
+        };
+        let (h, t) = Translator::new(&mut b, program, opts, &ext, *f).translate();
+        header = h;
+        tables = t;
+        b.finalize(isa.frontend_config());
     }
-
-    Ok((compiled, tables))
+    let code = compile_function(isa, ctx, f.start as u32, callees, header, text)?;
+    Ok((code, tables))
 }
 
 /// Compiles the function in `ctx` to machine code, recording its IR for
@@ -507,6 +561,21 @@ mod tests {
         verify(assemble(src).unwrap(), &Default::default()).unwrap()
     }
 
+    /// r0 of `program` compiled by `backend` (default options) over `mem`.
+    fn run_on(backend: &dyn Backend, program: &Arc<Program>, mem: &mut [u8]) -> u64 {
+        use bpfvm_engine::backend::{execute_on, RunEnv, Stack};
+        let opts = CompileOptions::default();
+        let code = backend.compile(program, &opts).unwrap();
+        let table = bpfvm_engine::helpers::Helpers::new().table();
+        let env = RunEnv {
+            helpers: &table,
+            regions: &[],
+            host: std::ptr::null_mut(),
+        };
+        let mut stack = Stack::new(opts.call_depth);
+        execute_on(code.as_ref(), &env, mem, &mut stack).unwrap().r0
+    }
+
     /// A set-up loop (header at pc 1), then an outer loop (4) around an
     /// inner one (5), then a last loop (10) as deep as the outer one.
     const LOOPS: &str = "
@@ -574,7 +643,7 @@ mod tests {
                     ..CompileOptions::default()
                 };
                 let what = format!("O{opt_level}, checked {checked}:\n{src}");
-                let (functions, _tables) = compile_functions(&p, &opts, None).unwrap();
+                let (functions, _tables) = compile_functions(&p, None, &opts, None).unwrap();
                 let f = &functions[0];
                 let h = f
                     .loop_header
@@ -588,6 +657,57 @@ mod tests {
                 drop(memory);
             }
         }
+    }
+
+    #[test]
+    fn functions_offered_to_helpers_compile_as_in_turn() {
+        // Four called functions: the last the largest (compiled by this
+        // thread), the first two large enough to be offered to helpers,
+        // the third not.
+        let body = |n: usize, r: u64| -> String {
+            (0..n)
+                .map(|k| {
+                    format!(
+                        "ldxb %r3, [%r1+{}]\nadd %r0, %r3\nxor %r0, {}\n",
+                        k % 8,
+                        k as u64 * r
+                    )
+                })
+                .collect()
+        };
+        let src = format!(
+            "mov %r6, %r1\ncall local f\nmov %r1, %r6\ncall local g\nmov %r1, %r6\n\
+             call local h\nmov %r1, %r6\ncall local i\nexit\n\
+             f:\n{}exit\ng:\n{}exit\nh:\n{}exit\ni:\n{}exit",
+            body(20, 3),
+            body(18, 5),
+            body(6, 7),
+            body(30, 11)
+        );
+        let p = Arc::new(program(&src));
+        assert_eq!(p.functions().len(), 5);
+        for opt_level in [0, 1] {
+            let opts = CompileOptions {
+                opt_level,
+                ..CompileOptions::default()
+            };
+            let alone = compile_functions(&p, None, &opts, None).unwrap();
+            for _ in 0..20 {
+                let helped = compile_functions(&p, Some(&p), &opts, None).unwrap();
+                assert_eq!(helped.0.len(), alone.0.len());
+                for (a, b) in alone.0.iter().zip(&helped.0) {
+                    assert_eq!(a.index, b.index, "functions in program order");
+                    assert_eq!(a.bytes.len(), b.bytes.len(), "function {}", a.index);
+                    assert_eq!(a.loop_header, b.loop_header);
+                }
+                assert_eq!(helped.1.len(), alone.1.len(), "group tables");
+            }
+        }
+        // And the program runs the same on the interpreter and here.
+        let mut mem: Vec<u8> = (0..64u8).map(|b| b.wrapping_mul(37)).collect();
+        let interp = bpfvm_engine::interp::Interpreter;
+        let want = run_on(&interp, &p, &mut mem.clone());
+        assert_eq!(run_on(&CraneliftBackend, &p, &mut mem), want);
     }
 
     #[test]
