@@ -5,8 +5,9 @@
 //!
 //! `cargo run --release -p bpfvm-bench --example compile_work -- PROGRAM
 //! [--tier T] [--opt N] [--unchecked] [--count N]`, where PROGRAM is
-//! `gen:SLOTS` (the generated program of `compile/<tier>/O<n>/<slots>`) or
-//! the name of a benchmark program (`compile_programs/<name>`). Prints the
+//! `gen:SLOTS` (the generated program of `compile/<tier>/O<n>/<slots>`),
+//! `asm:FILE` (a program in assembler text) or the name of a benchmark
+//! program (`compile_programs/<name>`). Prints the
 //! mean wall time per compile to standard error. `--budget N` compiles with
 //! instruction counting for a budget of N (the runtime's tier 0 under the
 //! tiered policy counts with 18446744073709551615). `--write FILE` also writes
@@ -20,6 +21,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bpfvm::emit::{emit_text, TextOutput};
+use bpfvm::engine::asm::assemble;
 use bpfvm::engine::verifier::{verify, VerifyOptions};
 use bpfvm::tier::{backend, Tier, TierError};
 use bpfvm_bench::{program_of_size, tier_options, Subject, PROGRAMS};
@@ -35,7 +37,7 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<(), String> {
-    let usage = "usage: compile_work PROGRAM [--tier T] [--opt N] [--unchecked] [--count N] [--budget N] [--write FILE] [--clif FILE]";
+    let usage = "usage: compile_work PROGRAM|gen:SLOTS|asm:FILE [--tier T] [--opt N] [--unchecked] [--count N] [--budget N] [--write FILE] [--clif FILE]";
     let mut args = std::env::args().skip(1);
     let what = args.next().ok_or(usage)?;
     let mut tier = Tier::Cranelift;
@@ -60,7 +62,13 @@ fn run() -> Result<(), String> {
     }
     // The runtime's options for the tier (Cranelift at tier 0's level),
     // unless --opt says otherwise.
-    let (program, mut opts) = if let Some(slots) = what.strip_prefix("gen:") {
+    let (program, mut opts) = if let Some(path) = what.strip_prefix("asm:") {
+        let src = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+        let insns = assemble(&src).map_err(|e| format!("{path}: {e}"))?;
+        let subject = Subject::from_insns(path, insns).map_err(|e| e.to_string())?;
+        let opts = subject.options(tier, checked);
+        (subject.program, opts)
+    } else if let Some(slots) = what.strip_prefix("gen:") {
         let slots = slots.parse().map_err(|e| format!("{what}: {e}"))?;
         let insns = program_of_size(slots);
         let program =

@@ -173,7 +173,8 @@ struct bpfvm_config {
     uint64_t instruction_budget;
     /* Call-depth limit in frames (1 to 1024; default 8). */
     uint32_t call_depth;
-    /* Background threads that compile tier 1 (at least 1). */
+    /* Background threads that compile tier 1 (at least 1); tier 0 has
+     * helper threads of its own (bpfvm_set_tier0_helper_threads). */
     uint32_t compile_threads;
     /* LLVM optimisation level, 0 to 3. */
     uint32_t llvm_opt_level;
@@ -248,11 +249,19 @@ const char *bpfvm_error_name(int code);
 
 /* Fills *config with the defaults: tiered policy (1000 calls or 10^7
  * tier-0 instructions), memory checks on, no instruction budget, call
- * depth 8, one compile thread, LLVM O3, Cranelift `speed`, no cross-checks. */
+ * depth 8, one compile thread, LLVM O3, Cranelift level 1, no cross-checks. */
 int bpfvm_config_init(struct bpfvm_config *config);
 
 /* Sets *available to 1 when this build has `tier`, else 0. */
 int bpfvm_tier_available(int tier, int *available);
+
+/* Sets how many helper threads tier 0 (Cranelift) may use, process-wide,
+ * to compile a program's functions in parallel while the loading thread
+ * compiles the largest: by default one fewer than the CPUs, at most 3;
+ * 0 compiles every function on the loading thread. Call it before the
+ * first load to set how many are started; later calls can only lower how
+ * many are used (0: none). */
+int bpfvm_set_tier0_helper_threads(uint32_t n);
 
 /* ---- Engines ------------------------------------------------------- */
 

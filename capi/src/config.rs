@@ -261,6 +261,17 @@ pub unsafe extern "C" fn bpfvm_tier_available(tier: c_int, available: *mut c_int
     })
 }
 
+/// Sets how many helper threads tier 0 may use, process-wide, to compile
+/// a program's functions in parallel (see
+/// `bpfvm::tier::set_tier0_helper_threads`).
+#[no_mangle]
+pub extern "C" fn bpfvm_set_tier0_helper_threads(n: u32) -> c_int {
+    guard(|| {
+        runtime::tier::set_tier0_helper_threads(n as usize);
+        Ok(())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

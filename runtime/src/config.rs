@@ -173,7 +173,9 @@ impl Config {
         self
     }
 
-    /// Background threads compiling tier 1 (at least 1).
+    /// Background threads compiling tier 1 (at least 1). Tier 0 compiles
+    /// on the loading thread, with up to 3 helper threads of its own
+    /// shared by the process ([`crate::tier::set_tier0_helper_threads`]).
     pub fn compile_threads(&mut self, n: usize) -> &mut Self {
         self.compile_threads = n.max(1);
         self

@@ -94,6 +94,19 @@ fn feature_of(tier: &str) -> &'static str {
     }
 }
 
+/// Sets how many helper threads tier 0 (Cranelift) may use, process-wide,
+/// to compile a program's functions in parallel while the loading thread
+/// compiles the largest: by default one fewer than the CPUs, at most 3;
+/// 0 compiles every function on the loading thread. Call it before the
+/// first load to set how many are started; later calls can only lower
+/// how many are used (0: none). A build without tier 0 ignores it.
+pub fn set_tier0_helper_threads(n: usize) {
+    #[cfg(feature = "cranelift")]
+    bpfvm_cranelift::set_helper_threads(n);
+    #[cfg(not(feature = "cranelift"))]
+    let _ = n;
+}
+
 /// The backend of `tier`, or [`TierError::NotCompiledIn`] when this build
 /// lacks it.
 pub fn backend(tier: Tier) -> Result<Box<dyn Backend>, TierError> {

@@ -7,12 +7,13 @@
 //! [`CraneliftCode`] is dropped.
 
 mod code_memory;
-mod helpers;
+mod offload;
 mod slow_path;
 mod translate;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::{Arc, OnceLock};
 
 use bpfvm_engine::backend::{
@@ -34,6 +35,8 @@ use cranelift_codegen::Context;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 
 use translate::{Externals, Translator};
+
+pub use offload::{set_helper_threads, MAX_HELPERS};
 
 const TIER: &str = "cranelift";
 
@@ -232,18 +235,18 @@ fn build(
     Ok((memory, entry, tables))
 }
 
-/// Functions of at least this many instruction slots are offered to the
-/// helper threads when a program has more than one: a smaller one
-/// compiles in about the time a helper takes to wake up (tens of µs).
-const MIN_OFFERED_SLOTS: usize = 48;
-
 /// One function's machine code and the tables of its group checks.
 type CompiledFunction = (FunctionCode, GroupTables);
 
 /// Translates and compiles each function of `program`: the largest on
 /// this thread and, given `shared` (the same program, for other threads),
-/// the other large ones offered to helper threads meanwhile (see
-/// [`helpers`]; taken back if no helper has started them).
+/// the others offered to helper threads meanwhile (see [`offload`]; run
+/// here if no helper has started them). Even a function of a few slots is
+/// worth offering: its compile has a fixed cost of tens of µs (a program
+/// of 41 functions of 3 slots, level 1: 846 → 620-650 µs; `calls`, four
+/// functions of 5 to 16 slots: 210 → 152 µs). The result is what
+/// compiling them in turn gives, failures included: the first function
+/// in program order that fails decides the error, or the panic.
 fn compile_functions(
     program: &Program,
     shared: Option<&Arc<Program>>,
@@ -259,10 +262,11 @@ fn compile_functions(
         (Some(shared), None) => order
             .iter()
             .skip(1)
-            .filter(|&&k| size(k) >= MIN_OFFERED_SLOTS)
             .map(|&k| {
                 let (program, opts) = (Arc::clone(shared), opts.clone());
-                let offer = helpers::offer(move || {
+                let offer = offload::offer(move || {
+                    #[cfg(test)]
+                    tests::note_compiling_thread();
                     with_scratch(|s| compile_one(&program, &opts, k, s, None))
                 });
                 (k, offer)
@@ -270,27 +274,39 @@ fn compile_functions(
             .unzip(),
         _ => (Vec::new(), Vec::new()),
     };
-    let mut done: Vec<Option<CompiledFunction>> = functions.iter().map(|_| None).collect();
-    with_scratch(|scratch| {
-        // In program order when printing, so that the listing reads in it.
-        let own: Vec<usize> = if text.is_some() {
-            (0..functions.len()).collect()
-        } else {
-            order.into_iter().filter(|k| !offered.contains(k)).collect()
-        };
-        for k in own {
-            done[k] = Some(compile_one(program, opts, k, scratch, text.as_deref_mut())?);
-        }
-        Ok::<_, CompileError>(())
-    })?;
+    // All in program order unless some were offered (when printing, so
+    // that the listing reads in it).
+    let own = if offered.is_empty() {
+        0..functions.len()
+    } else {
+        order[0]..order[0] + 1
+    };
+    let mut done: Vec<Option<std::thread::Result<_>>> = functions.iter().map(|_| None).collect();
+    for k in own {
+        let text = text.as_deref_mut();
+        done[k] = Some(catch_unwind(AssertUnwindSafe(|| {
+            with_scratch(|s| compile_one(program, opts, k, s, text))
+        })));
+    }
+    // Then what no helper has started, last offered first (helpers take
+    // the queue from its front), then what they have.
+    for offer in offers.iter().rev() {
+        offer.run_here_if_queued();
+    }
     for (k, offer) in offered.into_iter().zip(offers) {
-        done[k] = Some(offer.take()?);
+        done[k] = Some(offer.wait());
     }
     let mut compiled = Vec::with_capacity(done.len());
     let mut tables = Vec::new();
-    for (code, t) in done.into_iter().flatten() {
-        compiled.push(code);
-        tables.extend(t);
+    for result in done.into_iter().flatten() {
+        match result {
+            Ok(Ok((code, t))) => {
+                compiled.push(code);
+                tables.extend(t);
+            }
+            Ok(Err(e)) => return Err(e),
+            Err(panic) => resume_unwind(panic),
+        }
     }
     Ok((compiled, tables))
 }
@@ -561,6 +577,16 @@ mod tests {
         verify(assemble(src).unwrap(), &Default::default()).unwrap()
     }
 
+    /// Offered functions compiled on a helper thread, in this process.
+    static ON_HELPERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+    pub(crate) fn note_compiling_thread() {
+        let name = std::thread::current().name().map(str::to_owned);
+        if name.is_some_and(|n| n.starts_with("bpfvm-jit-")) {
+            ON_HELPERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
     /// r0 of `program` compiled by `backend` (default options) over `mem`.
     fn run_on(backend: &dyn Backend, program: &Arc<Program>, mem: &mut [u8]) -> u64 {
         use bpfvm_engine::backend::{execute_on, RunEnv, Stack};
@@ -661,9 +687,8 @@ mod tests {
 
     #[test]
     fn functions_offered_to_helpers_compile_as_in_turn() {
-        // Four called functions: the last the largest (compiled by this
-        // thread), the first two large enough to be offered to helpers,
-        // the third not.
+        // Four called functions, the last the largest (compiled by this
+        // thread), the others offered to helpers.
         let body = |n: usize, r: u64| -> String {
             (0..n)
                 .map(|k| {
@@ -692,7 +717,16 @@ mod tests {
                 ..CompileOptions::default()
             };
             let alone = compile_functions(&p, None, &opts, None).unwrap();
-            for _ in 0..20 {
+            // Until helpers have compiled some (where there are helpers;
+            // they may be busy with other tests' work, or slow to wake).
+            let helpers = std::thread::available_parallelism().map_or(1, |n| n.get()) > 1;
+            let before = ON_HELPERS.load(std::sync::atomic::Ordering::Relaxed);
+            for round in 0.. {
+                let helped_yet = ON_HELPERS.load(std::sync::atomic::Ordering::Relaxed) > before;
+                if round >= 20 && (helped_yet || !helpers) {
+                    break;
+                }
+                assert!(round < 2_000, "no function was compiled on a helper");
                 let helped = compile_functions(&p, Some(&p), &opts, None).unwrap();
                 assert_eq!(helped.0.len(), alone.0.len());
                 for (a, b) in alone.0.iter().zip(&helped.0) {
