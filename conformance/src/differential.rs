@@ -8,12 +8,13 @@
 use std::sync::Arc;
 
 use bpfvm::engine::backend::{execute_on, Backend, CompileOptions, RunEnv, Stack};
+use bpfvm::engine::disasm::disassemble;
 use bpfvm::engine::helpers::{HelperTable, Helpers};
 use bpfvm::engine::isa::Insn;
 use bpfvm::engine::trap::Trap;
 use bpfvm::engine::verifier::{verify, VerifyOptions};
 
-use crate::generate::{mix_helper, MIX_HELPER_ID};
+use crate::generate::{generate, mix_helper, GenOptions, Rng, MEM_SIZE, MIX_HELPER_ID};
 use crate::host_regions::HostRegions;
 
 /// Everything a run makes visible.
@@ -192,6 +193,40 @@ pub fn difference(reference: &Observed, other: &Observed) -> Option<String> {
         ));
     }
     None
+}
+
+/// The interpreter against `other` on seeds `start..start + count`: how
+/// many were compared, or the first divergence.
+pub fn compare(
+    start: u64,
+    other: &dyn Backend,
+    gen: &GenOptions,
+    opts: &CompileOptions,
+    count: u64,
+) -> Result<u64, String> {
+    let interp = bpfvm::engine::interp::Interpreter;
+    let refs: Vec<&dyn Backend> = vec![&interp, other];
+    let mut differ = Differ::new(differential_helpers(), MEM_SIZE, opts.call_depth);
+    let mut compared = 0;
+    for seed in start..start + count {
+        let insns = generate(seed, gen);
+        let mut rng = Rng::new(seed ^ 0x5eed);
+        let mem: Vec<u8> = (0..MEM_SIZE).map(|_| rng.next_u64() as u8).collect();
+        let runs = differ
+            .run_all(&insns, &mem, &refs, opts)
+            .unwrap_or_else(|e| panic!("seed {seed}: {e}\n{}", disassemble(&insns)));
+        let (_, reference) = &runs[0];
+        for (tier, obs) in &runs[1..] {
+            if let Some(d) = difference(reference, obs) {
+                return Err(format!(
+                    "seed {seed}: {tier} differs from the interpreter: {d}\n{}",
+                    disassemble(&insns)
+                ));
+            }
+        }
+        compared += 1;
+    }
+    Ok(compared)
 }
 
 #[cfg(test)]

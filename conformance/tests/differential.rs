@@ -7,13 +7,12 @@
 use std::sync::Arc;
 
 use bpfvm::engine::backend::{Backend, CompileError, CompileOptions, CompiledCode, COUNT_ONLY};
-use bpfvm::engine::disasm::disassemble;
 use bpfvm::engine::interp::Interpreter;
 use bpfvm::engine::program::Program;
 use bpfvm::engine::vmctx::{Region, VmCtx};
 use bpfvm::tier::{backend, Tier};
-use bpfvm_conformance::differential::{difference, differential_helpers, Differ};
-use bpfvm_conformance::generate::{generate, GenOptions, Rng, MEM_SIZE};
+use bpfvm_conformance::differential::compare;
+use bpfvm_conformance::generate::GenOptions;
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -42,40 +41,6 @@ fn campaign_from(
         return 0;
     };
     compare(start, other.as_ref(), gen, opts, count).unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// The interpreter against `other` on seeds `start..start + count`: how
-/// many were compared, or the first divergence.
-fn compare(
-    start: u64,
-    other: &dyn Backend,
-    gen: &GenOptions,
-    opts: &CompileOptions,
-    count: u64,
-) -> Result<u64, String> {
-    let interp = backend(Tier::Interp).expect("the interpreter is always there");
-    let refs: Vec<&dyn Backend> = vec![interp.as_ref(), other];
-    let mut differ = Differ::new(differential_helpers(), MEM_SIZE, opts.call_depth);
-    let mut compared = 0;
-    for seed in start..start + count {
-        let insns = generate(seed, gen);
-        let mut rng = Rng::new(seed ^ 0x5eed);
-        let mem: Vec<u8> = (0..MEM_SIZE).map(|_| rng.next_u64() as u8).collect();
-        let runs = differ
-            .run_all(&insns, &mem, &refs, opts)
-            .unwrap_or_else(|e| panic!("seed {seed}: {e}\n{}", disassemble(&insns)));
-        let (_, reference) = &runs[0];
-        for (tier, obs) in &runs[1..] {
-            if let Some(d) = difference(reference, obs) {
-                return Err(format!(
-                    "seed {seed}: {tier} differs from the interpreter: {d}\n{}",
-                    disassemble(&insns)
-                ));
-            }
-        }
-        compared += 1;
-    }
-    Ok(compared)
 }
 
 fn with_budget(budget: u64) -> CompileOptions {

@@ -175,6 +175,58 @@ impl RegisterFacts {
         }
     }
 
+    /// For translating the code of `func` from the block at `pc` on, when
+    /// that code is compiled on its own and entered there from code
+    /// compiled elsewhere (a later piece of a function cut in pieces):
+    /// what every path to `pc` brings, and what the first block
+    /// establishes of the registers nothing later writes (as
+    /// [`RegisterFacts::enter_block`] has it once a translation from the
+    /// start has passed that block; here found by following the first
+    /// block's instructions as a translation does, except that a lookup
+    /// it inlines makes nothing known of r0).
+    pub fn for_code_from(
+        program: &Program,
+        func: Function,
+        input_args: bool,
+        pc: usize,
+    ) -> RegisterFacts {
+        let mut f = RegisterFacts::new(program, func, input_args);
+        if !f.jumped_to[0] {
+            for p in func.start..f.entry_end {
+                match program.instrs()[p] {
+                    Instr::Alu {
+                        width,
+                        op,
+                        dst,
+                        src,
+                    } => {
+                        let known = f.after_alu(width, op, dst, src);
+                        f.set(dst, known);
+                    }
+                    Instr::Lddw { dst, value, .. } => f.set(dst, Some(Known::Const(value))),
+                    i => {
+                        let w = writes(&i);
+                        for r in 0..10u8 {
+                            if w >> r & 1 == 1 {
+                                f.set(r, None);
+                            }
+                        }
+                    }
+                }
+            }
+            for (r, fact) in f.stable.iter_mut().enumerate() {
+                *fact = f.known[r].filter(|_| f.kept >> r & 1 == 1);
+            }
+        }
+        let k = pc - f.start;
+        f.input_floor = f.input_floors.get(k).copied().unwrap_or(0);
+        let merged = f.blocks.entry_at(k);
+        for (r, fact) in f.known.iter_mut().enumerate() {
+            *fact = merged[r].or(f.stable[r]);
+        }
+        f
+    }
+
     /// At the start of the block at `pc`: the facts carry over when only
     /// the previous instruction's fall-through leads here, and after a
     /// 64-bit `jeq rX, 0` rX is not 0. Where paths merge, what

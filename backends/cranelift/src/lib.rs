@@ -8,10 +8,12 @@
 
 mod code_memory;
 mod offload;
+mod pieces;
 mod slow_path;
 mod translate;
 
 use std::cell::RefCell;
+use std::collections::hash_map::Entry as Slot;
 use std::collections::HashMap;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::{Arc, OnceLock};
@@ -34,9 +36,11 @@ use cranelift_codegen::settings::{self, Configurable};
 use cranelift_codegen::Context;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 
+use pieces::{Piece, PIECE_REGISTERS};
 use translate::{Externals, Translator};
 
 pub use offload::{set_helper_threads, MAX_HELPERS};
+pub use pieces::force_pieces;
 
 const TIER: &str = "cranelift";
 
@@ -238,14 +242,15 @@ fn build(
 /// One function's machine code and the tables of its group checks.
 type CompiledFunction = (FunctionCode, GroupTables);
 
-/// Translates and compiles each function of `program`: the largest on
-/// this thread and, given `shared` (the same program, for other threads),
-/// the others offered to helper threads meanwhile (see [`offload`]; run
-/// here if no helper has started them). Even a function of a few slots is
-/// worth offering: its compile has a fixed cost of tens of µs (a program
-/// of 41 functions of 3 slots, level 1: 846 → 620-650 µs; `calls`, four
-/// functions of 5 to 16 slots: 210 → 152 µs). The result is what
-/// compiling them in turn gives, failures included: the first function
+/// Translates and compiles each function of `program`, cut into pieces
+/// where there are helper threads to compile them ([`pieces`]): the
+/// largest piece on this thread and, given `shared` (the same program, for
+/// other threads), the others offered to the helpers meanwhile (see
+/// [`offload`]; run here if no helper has started them). Even a function
+/// of a few slots is worth offering: its compile has a fixed cost of tens
+/// of µs (a program of 41 functions of 3 slots, level 1: 846 → 620-650 µs;
+/// `calls`, four functions of 5 to 16 slots: 210 → 152 µs). The result is
+/// what compiling them in turn gives, failures included: the first piece
 /// in program order that fails decides the error, or the panic.
 fn compile_functions(
     program: &Program,
@@ -253,23 +258,45 @@ fn compile_functions(
     opts: &CompileOptions,
     mut text: Option<&mut ClifText>,
 ) -> Result<Compiled, CompileError> {
-    let functions = program.functions();
-    let size = |k: usize| functions[k].end - functions[k].start;
-    let mut order: Vec<usize> = (0..functions.len()).collect();
+    // Functions cut where the threads would otherwise wait for one.
+    let counts = match pieces::forced() {
+        Some((n, min_slots)) => vec![(n, min_slots); program.functions().len()],
+        None => pieces::piece_counts(program, 1 + offload::helper_threads())
+            .into_iter()
+            .map(|n| (n, pieces::MIN_PIECE_SLOTS))
+            .collect(),
+    };
+    let pieces: Arc<Vec<Vec<Piece>>> = Arc::new(
+        program
+            .functions()
+            .iter()
+            .zip(counts)
+            .map(|(&f, (n, min_slots))| pieces::plan(program, f, n, min_slots))
+            .collect(),
+    );
+    // Every piece, in program order: (function, piece).
+    let units: Vec<(usize, usize)> = pieces
+        .iter()
+        .enumerate()
+        .flat_map(|(f, p)| (0..p.len()).map(move |j| (f, j)))
+        .collect();
+    let slots = |u: usize| pieces[units[u].0][units[u].1].slots();
+    let mut order: Vec<usize> = (0..units.len()).collect();
     // Largest first; the entry function first among equals.
-    order.sort_by_key(|&k| std::cmp::Reverse(size(k)));
+    order.sort_by_key(|&u| std::cmp::Reverse(slots(u)));
     let (offered, offers): (Vec<usize>, Vec<_>) = match (shared, &text) {
         (Some(shared), None) => order
             .iter()
             .skip(1)
-            .map(|&k| {
+            .map(|&u| {
                 let (program, opts) = (Arc::clone(shared), opts.clone());
+                let (pieces, (f, j)) = (Arc::clone(&pieces), units[u]);
                 let offer = offload::offer(move || {
                     #[cfg(test)]
-                    tests::note_compiling_thread();
-                    with_scratch(|s| compile_one(&program, &opts, k, s, None))
+                    tests::note_compiling_thread(&program);
+                    with_scratch(|s| compile_one(&program, &opts, &pieces[f], j, s, None))
                 });
-                (k, offer)
+                (u, offer)
             })
             .unzip(),
         _ => (Vec::new(), Vec::new()),
@@ -277,15 +304,16 @@ fn compile_functions(
     // All in program order unless some were offered (when printing, so
     // that the listing reads in it).
     let own = if offered.is_empty() {
-        0..functions.len()
+        0..units.len()
     } else {
         order[0]..order[0] + 1
     };
-    let mut done: Vec<Option<std::thread::Result<_>>> = functions.iter().map(|_| None).collect();
-    for k in own {
+    let mut done: Vec<Option<std::thread::Result<_>>> = units.iter().map(|_| None).collect();
+    for u in own {
         let text = text.as_deref_mut();
-        done[k] = Some(catch_unwind(AssertUnwindSafe(|| {
-            with_scratch(|s| compile_one(program, opts, k, s, text))
+        let (f, j) = units[u];
+        done[u] = Some(catch_unwind(AssertUnwindSafe(|| {
+            with_scratch(|s| compile_one(program, opts, &pieces[f], j, s, text))
         })));
     }
     // Then what no helper has started, last offered first (helpers take
@@ -293,13 +321,13 @@ fn compile_functions(
     for offer in offers.iter().rev() {
         offer.run_here_if_queued();
     }
-    for (k, offer) in offered.into_iter().zip(offers) {
-        done[k] = Some(offer.wait());
+    for (u, offer) in offered.into_iter().zip(offers) {
+        done[u] = Some(offer.wait());
     }
     let mut compiled = Vec::with_capacity(done.len());
     let mut tables = Vec::new();
-    for result in done.into_iter().flatten() {
-        match result {
+    for result in done.into_iter() {
+        match result.expect("every piece compiled") {
             Ok(Ok((code, t))) => {
                 compiled.push(code);
                 tables.extend(t);
@@ -333,11 +361,12 @@ fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
     })
 }
 
-/// Translates and compiles function `k` of `program`.
+/// Translates and compiles piece `j` of a function cut into `pieces`.
 fn compile_one(
     program: &Program,
     opts: &CompileOptions,
-    k: usize,
+    pieces: &[Piece],
+    j: usize,
     scratch: &mut Scratch,
     text: Option<&mut ClifText>,
 ) -> Result<CompiledFunction, CompileError> {
@@ -345,18 +374,24 @@ fn compile_one(
     let isa = isa.as_ref();
     // (signature, (ctx, data, r1..r5), (ctx, addr, size, write, frame_lo))
     let internal = signature(isa, 7);
+    // A later piece: (ctx, entry, r0..r9, r10).
+    let later = signature(isa, 2 + PIECE_REGISTERS + 1);
     let Scratch { ctx, fctx } = scratch;
     let (check_fn, group_fn) = if opts.checked {
         (slow_path::trampoline()?, slow_path::group_trampoline()?)
     } else {
         (0, 0)
     };
-    let f = &program.functions()[k];
+    let piece = &pieces[j];
     // Cleared, not replaced: the function keeps its tables' capacity
     // from the last compile.
     ctx.func.clear();
-    ctx.func.name = UserFuncName::user(0, f.start as u32);
-    ctx.func.signature = internal.clone();
+    ctx.func.name = UserFuncName::user(0, piece.index());
+    ctx.func.signature = if piece.is_first() {
+        internal.clone()
+    } else {
+        later.clone()
+    };
     let mut callees = Vec::new();
     let header;
     let tables;
@@ -364,43 +399,72 @@ fn compile_one(
         let mut b = FunctionBuilder::new(&mut ctx.func, fctx);
         // Import only the functions this one calls, and the signatures
         // it uses (each import is ABI work in every compile).
-        let mut callee_sig = None;
-        let mut refs = HashMap::new();
-        for pc in f.start..f.end {
-            let Instr::CallLocal { target } = program.instrs()[pc] else {
-                continue;
-            };
-            let target = target as usize;
-            if refs.contains_key(&target) {
-                continue;
-            }
+        let mut import = |b: &mut FunctionBuilder<'_>, index: u32, signature| {
             let name = b
                 .func
-                .declare_imported_user_function(UserExternalName::new(0, target as u32));
-            callees.push((name, target as u32));
-            let signature = *callee_sig.get_or_insert_with(|| b.import_signature(internal.clone()));
-            let r = b.import_function(ExtFuncData {
+                .declare_imported_user_function(UserExternalName::new(0, index));
+            callees.push((name, index));
+            b.import_function(ExtFuncData {
                 name: ExternalName::User(name),
                 signature,
                 colocated: true,
                 patchable: false,
-            });
-            refs.insert(target, r);
+            })
+        };
+        let mut callee_sig = None;
+        let mut refs = HashMap::new();
+        let mut later_sig = None;
+        let mut later_refs = HashMap::new();
+        let past = |pc: usize| {
+            (pc >= piece.hi)
+                .then(|| pieces::entry_of(pieces, pc))
+                .flatten()
+        };
+        let falls_into_next = (piece.hi < piece.func.end).then_some(piece.hi);
+        for pc in (piece.lo..piece.hi).chain(falls_into_next) {
+            let target = match program.instrs()[pc] {
+                _ if pc == piece.hi => pc,
+                Instr::CallLocal { target } => {
+                    let target = target as usize;
+                    if let Slot::Vacant(slot) = refs.entry(target) {
+                        let sig =
+                            *callee_sig.get_or_insert_with(|| b.import_signature(internal.clone()));
+                        slot.insert(import(&mut b, target as u32, sig));
+                    }
+                    continue;
+                }
+                ref i => match i.branch_target() {
+                    Some(t) => t as usize,
+                    None => continue,
+                },
+            };
+            let Some((q, _)) = past(target) else {
+                continue;
+            };
+            if let Slot::Vacant(slot) = later_refs.entry(q.index()) {
+                let sig = *later_sig.get_or_insert_with(|| b.import_signature(later.clone()));
+                slot.insert(import(&mut b, q.index(), sig));
+            }
         }
         let lookup = |start: usize| refs.get(&start).copied();
+        let later_lookup = |pc: usize| {
+            let (q, k) = past(pc)?;
+            Some((*later_refs.get(&q.index())?, k, q.live[k]))
+        };
         let ext = Externals {
             funcs: &lookup,
+            later_pieces: &later_lookup,
             helper_sig: signature(isa, 7),
             check_sig: slow_path::signature(),
             check_fn: check_fn as i64,
             group_fn: group_fn as i64,
         };
-        let (h, t) = Translator::new(&mut b, program, opts, &ext, *f).translate();
+        let (h, t) = Translator::new(&mut b, program, opts, &ext, piece).translate();
         header = h;
         tables = t;
         b.finalize(isa.frontend_config());
     }
-    let code = compile_function(isa, ctx, f.start as u32, callees, header, text)?;
+    let code = compile_function(isa, ctx, piece.index(), callees, header, text)?;
     Ok((code, tables))
 }
 
@@ -577,14 +641,21 @@ mod tests {
         verify(assemble(src).unwrap(), &Default::default()).unwrap()
     }
 
-    /// Offered functions compiled on a helper thread, in this process.
-    static ON_HELPERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    /// The programs (by address) some of whose code a helper thread
+    /// compiled, in this test process.
+    static ON_HELPERS: std::sync::Mutex<Vec<usize>> = std::sync::Mutex::new(Vec::new());
 
-    pub(crate) fn note_compiling_thread() {
+    pub(crate) fn note_compiling_thread(program: &Arc<Program>) {
         let name = std::thread::current().name().map(str::to_owned);
         if name.is_some_and(|n| n.starts_with("bpfvm-jit-")) {
-            ON_HELPERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let mut seen = ON_HELPERS.lock().unwrap();
+            seen.push(Arc::as_ptr(program) as usize);
         }
+    }
+
+    fn helped(program: &Arc<Program>) -> bool {
+        let seen = ON_HELPERS.lock().unwrap();
+        seen.contains(&(Arc::as_ptr(program) as usize))
     }
 
     /// r0 of `program` compiled by `backend` (default options) over `mem`.
@@ -719,22 +790,20 @@ mod tests {
             let alone = compile_functions(&p, None, &opts, None).unwrap();
             // Until helpers have compiled some (where there are helpers;
             // they may be busy with other tests' work, or slow to wake).
-            let helpers = std::thread::available_parallelism().map_or(1, |n| n.get()) > 1;
-            let before = ON_HELPERS.load(std::sync::atomic::Ordering::Relaxed);
+            let helpers = offload::helper_threads() > 0;
             for round in 0.. {
-                let helped_yet = ON_HELPERS.load(std::sync::atomic::Ordering::Relaxed) > before;
-                if round >= 20 && (helped_yet || !helpers) {
+                if round >= 20 && (helped(&p) || !helpers) {
                     break;
                 }
                 assert!(round < 2_000, "no function was compiled on a helper");
-                let helped = compile_functions(&p, Some(&p), &opts, None).unwrap();
-                assert_eq!(helped.0.len(), alone.0.len());
-                for (a, b) in alone.0.iter().zip(&helped.0) {
+                let with_helpers = compile_functions(&p, Some(&p), &opts, None).unwrap();
+                assert_eq!(with_helpers.0.len(), alone.0.len());
+                for (a, b) in alone.0.iter().zip(&with_helpers.0) {
                     assert_eq!(a.index, b.index, "functions in program order");
                     assert_eq!(a.bytes.len(), b.bytes.len(), "function {}", a.index);
                     assert_eq!(a.loop_header, b.loop_header);
                 }
-                assert_eq!(helped.1.len(), alone.1.len(), "group tables");
+                assert_eq!(with_helpers.1.len(), alone.1.len(), "group tables");
             }
         }
         // And the program runs the same on the interpreter and here.

@@ -1,6 +1,7 @@
 //! Helper threads that take work off a compiling thread: a program's
-//! functions are independent Cranelift functions, so while the calling
-//! thread compiles the largest one, helpers may compile the others.
+//! functions (and the pieces of a large one, [`crate::pieces`]) are
+//! independent Cranelift functions, so while the calling thread compiles
+//! the largest, helpers may compile the others.
 //!
 //! Work is *offered*, never handed over: [`Offer::run_here_if_queued`]
 //! runs the work on the calling thread itself when no helper has started
@@ -9,15 +10,13 @@
 //! not begun. Panics in the work are caught and handed to the caller with
 //! its result ([`Offer::wait`]).
 //!
-//! The helpers are process-wide: up to [`MAX_HELPERS`], one fewer than the
-//! CPUs the first compiling thread may run on, started by the first offer
-//! and never stopped; [`set_helper_threads`] lowers the number (0: none).
-//! In a child made by `fork` the helpers do not exist: offered work then
-//! runs on the calling thread.
+//! The helpers are process-wide: [`helper_threads`] of them, each with its
+//! own queue, started when work is first offered to them and never
+//! stopped. A child made by `fork` starts its own at its first offer.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::mpsc::{channel, Sender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread;
 
@@ -27,13 +26,25 @@ pub const MAX_HELPERS: usize = 3;
 /// `usize::MAX` until [`set_helper_threads`] is called: then its number.
 static LIMIT: AtomicUsize = AtomicUsize::new(usize::MAX);
 
-/// Sets how many helper threads tier 0 may use, process-wide, from 0
-/// (every function compiled on the thread that compiles its program) to
-/// [`MAX_HELPERS`]. Before the first compile that offers work, it sets how
-/// many are started; afterwards it can only lower how many are used: 0
-/// stops offering work, any other number leaves those already started.
+/// Sets how many helper threads tier 0 may use, process-wide: 0 compiles
+/// every function on the thread that compiles its program; more than
+/// [`MAX_HELPERS`], or than one fewer than the CPUs, counts as that. It
+/// applies from the next compile on; helpers started before and no longer
+/// used wait, idle.
 pub fn set_helper_threads(n: usize) {
-    LIMIT.store(n.min(MAX_HELPERS), Relaxed);
+    LIMIT.store(n, Relaxed);
+}
+
+/// How many helper threads take offered work: [`set_helper_threads`]'s
+/// number, by default [`MAX_HELPERS`], and at most one fewer than the
+/// CPUs the first compiling thread may run on.
+pub(crate) fn helper_threads() -> usize {
+    static CPUS: OnceLock<usize> = OnceLock::new();
+    let cpus = *CPUS.get_or_init(|| thread::available_parallelism().map_or(1, |n| n.get()));
+    LIMIT
+        .load(Relaxed)
+        .min(MAX_HELPERS)
+        .min(cpus.saturating_sub(1))
 }
 
 type Work<T> = Box<dyn FnOnce() -> T + Send>;
@@ -79,7 +90,7 @@ impl<T> Shared<T> {
     }
 }
 
-/// Work that helpers may run (object-safe, for the queue).
+/// Work that helpers may run (object-safe, for the queues).
 trait Job: Send + Sync {
     fn run(&self);
 }
@@ -90,54 +101,54 @@ impl<T: Send> Job for Shared<T> {
     }
 }
 
-type Queue = Sender<Arc<dyn Job>>;
-
-/// The queue helpers take work from, with its helpers started; `None`
-/// when there is no helper (one CPU, a limit of 0, or no thread could be
-/// started).
-fn queue() -> Option<&'static Queue> {
-    static QUEUE: OnceLock<Option<Queue>> = OnceLock::new();
-    if LIMIT.load(Relaxed) == 0 {
-        return None;
-    }
-    QUEUE
-        .get_or_init(|| {
-            let cpus = thread::available_parallelism().map_or(1, |n| n.get());
-            let helpers = cpus
-                .saturating_sub(1)
-                .min(MAX_HELPERS)
-                .min(LIMIT.load(Relaxed));
-            let (tx, rx) = channel::<Arc<dyn Job>>();
-            let rx = Arc::new(Mutex::new(rx));
-            let mut started = 0;
-            for k in 0..helpers {
-                let rx = Arc::clone(&rx);
-                // At most 15 bytes: Linux cuts longer thread names.
-                let spawned = thread::Builder::new()
-                    .name(format!("bpfvm-jit-{k}"))
-                    .spawn(move || helper(&rx));
-                if spawned.is_ok() {
-                    started += 1;
-                }
-            }
-            (started > 0).then_some(tx)
-        })
-        .as_ref()
+/// The helpers started in this process: each one's queue.
+struct Helpers {
+    queues: Vec<Sender<Arc<dyn Job>>>,
+    /// The process they were started in (a child made by `fork` has none
+    /// of them).
+    pid: u32,
+    /// The next one to offer work to.
+    next: usize,
 }
 
-fn helper(rx: &Mutex<Receiver<Arc<dyn Job>>>) {
-    loop {
-        // One helper waits in `recv` holding the lock, the others on the
-        // lock: each job goes to one of them.
-        let job = lock(rx).recv();
-        match job {
-            Ok(job) => {
-                job.run();
-                #[cfg(test)]
-                tests::RUN_BY_HELPERS.fetch_add(1, Relaxed);
-            }
-            Err(_) => return,
+static HELPERS: Mutex<Helpers> = Mutex::new(Helpers {
+    queues: Vec::new(),
+    pid: 0,
+    next: 0,
+});
+
+/// Hands `job` to one of the first `n` helpers, starting them if need be
+/// (fewer if no more threads can be started; none: the job stays queued
+/// for its offerer).
+fn hand_over(job: Arc<dyn Job>, n: usize) {
+    let mut h = lock(&HELPERS);
+    let pid = std::process::id();
+    if h.pid != pid {
+        // Not started here: the parent's helpers did not come with `fork`.
+        h.queues.clear();
+        h.pid = pid;
+    }
+    while h.queues.len() < n {
+        let (tx, rx) = channel::<Arc<dyn Job>>();
+        // At most 15 bytes: Linux cuts longer thread names.
+        let spawned = thread::Builder::new()
+            .name(format!("bpfvm-jit-{}", h.queues.len()))
+            .spawn(move || {
+                while let Ok(job) = rx.recv() {
+                    job.run();
+                }
+            });
+        if spawned.is_err() {
+            break;
         }
+        h.queues.push(tx);
+    }
+    let n = n.min(h.queues.len());
+    if n > 0 {
+        let k = h.next % n;
+        h.next = h.next.wrapping_add(1);
+        // A helper never exits: the send does not fail.
+        let _ = h.queues[k].send(job);
     }
 }
 
@@ -152,11 +163,9 @@ pub(crate) fn offer<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static
         state: Mutex::new(State::Queued(Box::new(work))),
         done: Condvar::new(),
     });
-    if let Some(q) = queue() {
-        let job: Arc<dyn Job> = shared.clone();
-        // A send fails only once every helper has exited, which they
-        // never do; the work then stays queued for this thread.
-        let _ = q.send(job);
+    let n = helper_threads();
+    if n > 0 {
+        hand_over(shared.clone(), n);
     }
     Offer { shared }
 }
@@ -202,11 +211,8 @@ impl<T> Drop for Offer<T> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-
-    /// Jobs helpers have run, in this test process.
-    pub(crate) static RUN_BY_HELPERS: AtomicUsize = AtomicUsize::new(0);
 
     #[test]
     fn results_come_back_in_order() {

@@ -21,6 +21,7 @@ use cranelift_codegen::ir::{
 };
 use cranelift_frontend::{FunctionBuilder, Variable};
 
+use crate::pieces::{Piece, PIECE_REGISTERS};
 use crate::slow_path;
 
 /// The helper slot an id past the table reads (`call_helper`): empty, as
@@ -33,6 +34,10 @@ const _: () = assert!(HELPER_SLOT_SIZE as usize == std::mem::size_of::<[u64; 2]>
 pub(crate) struct Externals<'a> {
     /// The program's functions, by start pc, imported into this function.
     pub funcs: &'a dyn Fn(usize) -> Option<FuncRef>,
+    /// For a pc past the piece being translated: the later piece that
+    /// holds it, imported, the index of its entry there, and the registers
+    /// live there (bit r).
+    pub later_pieces: &'a dyn Fn(usize) -> Option<(FuncRef, usize, u16)>,
     /// Signature of `HelperFn`, imported at its first use.
     pub helper_sig: Signature,
     /// Signature of the out-of-line check ([`crate::slow_path`]), imported
@@ -74,6 +79,8 @@ pub(crate) struct Translator<'a, 'b> {
     opts: &'a CompileOptions,
     ext: &'a Externals<'a>,
     func: Function,
+    /// The piece of `func` translated here (all of it unless it was cut).
+    piece: &'a Piece,
     regs: [Variable; 11],
     ctx: Value,
     r10: Value,
@@ -162,8 +169,9 @@ impl<'a, 'b> Translator<'a, 'b> {
         program: &'a Program,
         opts: &'a CompileOptions,
         ext: &'a Externals<'a>,
-        func: Function,
+        piece: &'a Piece,
     ) -> Self {
+        let func = piece.func;
         let regs = std::array::from_fn(|_| b.declare_var(I64));
         let entry = b.create_block();
         b.append_block_params_for_function_params(entry);
@@ -171,17 +179,25 @@ impl<'a, 'b> Translator<'a, 'b> {
         b.seal_block(entry);
         let params = b.block_params(entry).to_vec();
         let ctx = params[0];
-        let r10 = params[6];
+        // A function: (ctx, r1..r5, r10); a later piece: (ctx, entry,
+        // r0..r9, r10).
+        let r10 = *params.last().expect("ctx and r10 at least");
         let frame_lo = b.ins().iadd_imm_s(r10, -(STACK_FRAME_SIZE as i64));
         let zero = b.ins().iconst(I64, 0);
         for (k, reg) in regs.iter().enumerate() {
             let v = match k {
-                1..=5 => params[k],
                 10 => r10,
+                _ if !piece.is_first() => params[2 + k],
+                1..=5 => params[k],
                 _ => zero,
             };
             b.def_var(*reg, v);
         }
+        let facts = if piece.is_first() {
+            RegisterFacts::new(program, func, true)
+        } else {
+            RegisterFacts::for_code_from(program, func, true, piece.lo)
+        };
         let len = func.end - func.start;
         let mut t = Translator {
             b,
@@ -189,6 +205,7 @@ impl<'a, 'b> Translator<'a, 'b> {
             opts,
             ext,
             func,
+            piece,
             regs,
             ctx,
             r10,
@@ -214,7 +231,7 @@ impl<'a, 'b> Translator<'a, 'b> {
             filled: false,
             helper_sig: None,
             check_sig: None,
-            facts: RegisterFacts::new(program, func, true),
+            facts,
             cache: RegisterCache::default(),
         };
         t.load_invariants();
@@ -225,7 +242,11 @@ impl<'a, 'b> Translator<'a, 'b> {
     /// Loads, in the entry block, the per-run values the function needs, so
     /// that they dominate every use.
     fn load_invariants(&mut self) {
-        let needs = self.program.needs(&self.func, self.opts.checked);
+        let range = Function {
+            start: self.piece.lo,
+            end: self.piece.hi,
+        };
+        let needs = self.program.needs(&range, self.opts.checked);
         let (sizes, calls, helpers) = (needs.checked_sizes, needs.local_calls, needs.helper_calls);
         let ctx = self.ctx;
         if sizes.iter().any(|&s| s) {
@@ -272,8 +293,11 @@ impl<'a, 'b> Translator<'a, 'b> {
     /// Blocks are sealed as soon as all their predecessors exist, so that
     /// SSA construction adds block parameters only where values really
     /// merge (sealing everything at the end makes every block a merge).
+    /// Branches from other pieces count as none: a later piece's entry
+    /// blocks have the piece's entry as a predecessor instead, before all
+    /// others.
     fn find_last_branches(&mut self) {
-        for pc in self.func.start..self.func.end {
+        for pc in self.piece.lo..self.piece.hi {
             if let Some(t) = self.program.instrs()[pc].branch_target() {
                 let k = t as usize - self.func.start;
                 let last = &mut self.last_branch_to[k];
@@ -310,12 +334,12 @@ impl<'a, 'b> Translator<'a, 'b> {
     /// the tables its group checks refer to, which must live as long as
     /// its code.
     pub(crate) fn translate(mut self) -> (Option<Block>, Vec<Box<[u64]>>) {
-        let header = hottest_loop_header(self.program, self.func);
-        let first = self.block_at(self.func.start);
-        self.b.ins().jump(first, &[]);
+        let (lo, hi) = (self.piece.lo, self.piece.hi);
+        let header = hottest_loop_header(self.program, self.func).filter(|h| (lo..hi).contains(h));
+        self.enter_piece();
         self.filled = true;
-        let mut pc = self.func.start;
-        while pc < self.func.end {
+        let mut pc = lo;
+        while pc < hi {
             let ins = self.program.instrs()[pc];
             if ins == Instr::LddwTail {
                 pc += 1;
@@ -356,7 +380,14 @@ impl<'a, 'b> Translator<'a, 'b> {
             }
             pc += step;
         }
+        if !self.filled && hi < self.func.end {
+            // Falls through into the next piece.
+            let next = self.block_at(hi);
+            self.flush();
+            self.b.ins().jump(next, &[]);
+        }
         self.emit_traps();
+        self.emit_transfers();
         self.b.seal_all_blocks();
         let header = header.and_then(|pc| self.blocks[pc - self.func.start]);
         (header, self.tables)
@@ -400,12 +431,14 @@ impl<'a, 'b> Translator<'a, 'b> {
         // cost charged when it runs (below).
         let counting = self.opts.budget == Some(COUNT_ONLY);
         if target != pc as i64 + 2
-            || next >= self.func.end
+            || next >= self.piece.hi
             || (self.opts.budget.is_some() && !counting)
         {
             return false;
         }
-        if self.last_branch_to[next - self.func.start].is_some() {
+        if self.last_branch_to[next - self.func.start].is_some()
+            || self.piece.entries.contains(&next)
+        {
             return false;
         }
         let body = self.program.instrs()[next];
@@ -493,6 +526,63 @@ impl<'a, 'b> Translator<'a, 'b> {
         self.b.seal_block(cont);
     }
 
+    /// From the entry block to the piece's first block, or for a later
+    /// piece to the entry block its `entry` parameter names (the last one
+    /// for any larger value, which no caller passes).
+    fn enter_piece(&mut self) {
+        let entries = &self.piece.entries;
+        if entries.is_empty() {
+            let first = self.block_at(self.piece.lo);
+            self.b.ins().jump(first, &[]);
+            return;
+        }
+        let which = self.b.block_params(self.entry)[1];
+        let (last, tested) = entries.split_last().expect("a later piece has entries");
+        for (k, &pc) in tested.iter().enumerate() {
+            let here = self.b.ins().icmp_imm_s(IntCC::Equal, which, k as i64);
+            let to = self.block_at(pc);
+            let next = self.b.create_block();
+            self.b.ins().brif(here, to, &[], next, &[]);
+            self.b.switch_to_block(next);
+            self.b.seal_block(next);
+        }
+        let to = self.block_at(*last);
+        self.b.ins().jump(to, &[]);
+    }
+
+    /// Fills the blocks of the pcs past the piece that it branches to: a
+    /// call of the later piece that holds the pc, with the registers, whose
+    /// result (r0, or 0 after a trap it recorded) is returned at once.
+    fn emit_transfers(&mut self) {
+        let (start, hi) = (self.func.start, self.piece.hi);
+        for k in hi - start..self.blocks.len() {
+            let Some(block) = self.blocks[k] else {
+                continue;
+            };
+            let Some((callee, entry, live)) = (self.ext.later_pieces)(start + k) else {
+                unreachable!("a branch past a piece goes to a later piece's entry")
+            };
+            self.b.switch_to_block(block);
+            self.cache = RegisterCache::default();
+            let mut args = vec![self.ctx];
+            args.push(self.b.ins().iconst(I64, entry as i64));
+            for r in 0..PIECE_REGISTERS {
+                // A dead register's value is never read there: no merge
+                // of its values here.
+                let v = if live >> r & 1 == 1 {
+                    self.b.use_var(self.regs[r])
+                } else {
+                    self.zero
+                };
+                args.push(v);
+            }
+            args.push(self.r10);
+            let call = self.b.ins().call(callee, &args);
+            let r0 = self.b.inst_results(call)[0];
+            self.b.ins().return_(&[r0]);
+        }
+    }
+
     /// Emits the trap sites, each a jump with its packed record to one of
     /// the shared exits, and the exits (one copy of the stores each, rather
     /// than one per site: most of a function's blocks are trap paths, and
@@ -552,6 +642,7 @@ impl<'a, 'b> Translator<'a, 'b> {
         pc > self.func.start
             && self.last_branch_to[pc - self.func.start].is_none()
             && self.program.instrs()[pc - 1].falls_through()
+            && !self.piece.entries.contains(&pc)
     }
 
     /// Register `r`'s value.
