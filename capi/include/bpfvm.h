@@ -256,11 +256,10 @@ int bpfvm_config_init(struct bpfvm_config *config);
 int bpfvm_tier_available(int tier, int *available);
 
 /* Sets how many helper threads tier 0 (Cranelift) may use, process-wide,
- * to compile a program's functions in parallel while the loading thread
- * compiles the largest: by default one fewer than the CPUs, at most 3;
- * 0 compiles every function on the loading thread. Call it before the
- * first load to set how many are started; later calls can only lower how
- * many are used (0: none). */
+ * to compile a program's functions, and the pieces of a large one, in
+ * parallel with the thread that compiles it: by default up to 3, one fewer
+ * than the CPUs; 0 compiles everything on the compiling thread; larger
+ * numbers count as those bounds. It applies from the next compile on. */
 int bpfvm_set_tier0_helper_threads(uint32_t n);
 
 /* ---- Engines ------------------------------------------------------- */

@@ -23,7 +23,8 @@ fn pieces_in(clif: &str) -> usize {
     headers.count() / 2
 }
 
-/// Compares 1,000 programs from `start` under `opts` and `gen`, after
+/// Compares 1,000 programs from `start` under `opts` and `gen` (by
+/// default), after
 /// checking that the first hundred are cut into 150 pieces or more.
 fn cut_campaign(start: u64, gen: &GenOptions, opts: &CompileOptions) {
     bpfvm_cranelift::force_pieces(Some((6, 8)));
@@ -42,8 +43,18 @@ fn cut_campaign(start: u64, gen: &GenOptions, opts: &CompileOptions) {
         pieces >= 150 && pieces > functions + 50,
         "{pieces} pieces of {functions} functions"
     );
-    let n = compare(start, tier0.as_ref(), gen, opts, 1_000).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(n, 1_000);
+    // `BPFVM_PIECES_COUNT` (and `BPFVM_PIECES_SEED`, added to each
+    // test's start) for longer campaigns.
+    let env = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let count = env("BPFVM_PIECES_COUNT", 1_000);
+    let start = start + env("BPFVM_PIECES_SEED", 0);
+    let n = compare(start, tier0.as_ref(), gen, opts, count).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(n, count);
 }
 
 #[test]

@@ -174,8 +174,9 @@ impl Config {
     }
 
     /// Background threads compiling tier 1 (at least 1). Tier 0 compiles
-    /// on the loading thread, with up to 3 helper threads of its own
-    /// shared by the process ([`crate::tier::set_tier0_helper_threads`]).
+    /// on the thread that compiles the program, with up to 3 helper
+    /// threads of its own shared by the process
+    /// ([`crate::tier::set_tier0_helper_threads`]).
     pub fn compile_threads(&mut self, n: usize) -> &mut Self {
         self.compile_threads = n.max(1);
         self

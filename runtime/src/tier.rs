@@ -95,11 +95,11 @@ fn feature_of(tier: &str) -> &'static str {
 }
 
 /// Sets how many helper threads tier 0 (Cranelift) may use, process-wide,
-/// to compile a program's functions in parallel while the loading thread
-/// compiles the largest: by default one fewer than the CPUs, at most 3;
-/// 0 compiles every function on the loading thread. Call it before the
-/// first load to set how many are started; later calls can only lower
-/// how many are used (0: none). A build without tier 0 ignores it.
+/// to compile a program's functions, and the pieces of a large one, in
+/// parallel with the thread that compiles it: by default up to 3, one
+/// fewer than the CPUs; 0 compiles everything on the compiling thread;
+/// larger numbers count as those bounds. It applies from the next compile
+/// on. A build without tier 0 ignores it.
 pub fn set_tier0_helper_threads(n: usize) {
     #[cfg(feature = "cranelift")]
     bpfvm_cranelift::set_helper_threads(n);

@@ -12,7 +12,10 @@
 //!
 //! The helpers are process-wide: [`helper_threads`] of them, each with its
 //! own queue, started when work is first offered to them and never
-//! stopped. A child made by `fork` starts its own at its first offer.
+//! stopped. A child made by `fork` starts its own at its first offer
+//! (unless another thread of the parent was offering work at the moment of
+//! the fork: like any lock held then, the helpers' lock stays held in the
+//! child).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};

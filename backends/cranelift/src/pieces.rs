@@ -10,9 +10,12 @@
 //! in tail position, with the registers as arguments: a later piece is
 //! `(ctx, entry, r0, .., r9, r10) -> r0`, where `entry` says at which of
 //! its entry blocks to go on; its result (r0, or 0 with a trap recorded
-//! in the `VmCtx`) is the function's.
+//! in the `VmCtx`) is the function's. The call is a plain one (the entry
+//! piece has the C calling convention, which has no tail calls), so a run
+//! inside the n-th piece has n native frames for its eBPF frame: with the
+//! default of at most 4 pieces and 8 eBPF frames, a few KiB more stack.
 
-use bpfvm_engine::instr::Instr;
+use bpfvm_engine::instr::{AluOp, Instr, Operand};
 use std::sync::Mutex;
 
 use bpfvm_engine::program::{Function, Program};
@@ -245,21 +248,36 @@ pub(crate) fn plan(
 }
 
 /// Per pc of `func` (relative): the registers r0 to r9 (bit r) that code
-/// from there may read before writing them. Over-approximated: every
-/// register an instruction names counts as read, and a call reads r1 to
-/// r5; only the register an instruction is known to write counts as
-/// written (calls: r0).
+/// from there may read before writing them. Over-approximated: a call
+/// reads r1 to r5, an atomic r0, and only the register an instruction is
+/// known to write counts as written (calls: r0).
 fn live_registers(program: &Program, func: Function) -> Vec<u16> {
     let instrs = program.instrs();
     let n = func.end - func.start;
+    let reg = |o: &Operand| match *o {
+        Operand::Reg(r) => 1u16 << r,
+        Operand::Imm(_) => 0,
+    };
+    let args = 0b11_1110u16;
     let reads = |i: &Instr| -> u16 {
-        let named = i.named_regs().iter().fold(0u16, |m, &r| m | 1 << r);
-        let more = match i {
-            Instr::CallHelper { .. } | Instr::CallReg { .. } | Instr::CallLocal { .. } => 0b11_1110,
-            Instr::Exit | Instr::Atomic { .. } => 1,
-            _ => 0,
+        let r = match i {
+            Instr::Alu {
+                op: AluOp::Mov,
+                src,
+                ..
+            } => reg(src),
+            Instr::Alu { dst, src, .. } | Instr::Jcond { dst, src, .. } => 1 << dst | reg(src),
+            Instr::Neg { dst, .. } | Instr::Endian { dst, .. } => 1 << dst,
+            Instr::MovSx { src, .. } => 1 << src,
+            Instr::Load { base, .. } => 1 << base,
+            Instr::Store { base, src, .. } => 1 << base | reg(src),
+            Instr::Atomic { base, src, .. } => 1 << base | 1 << src | 1,
+            Instr::CallReg { reg } => 1 << reg | args,
+            Instr::CallHelper { .. } | Instr::CallLocal { .. } => args,
+            Instr::Exit => 1,
+            Instr::Lddw { .. } | Instr::LddwTail | Instr::Ja { .. } => 0,
         };
-        (named | more) & 0x3ff
+        r & 0x3ff
     };
     let mut live = vec![0u16; n + 1];
     loop {
