@@ -3,8 +3,11 @@
 //! Each eBPF function becomes one Cranelift function
 //! `(ctx, r1, r2, r3, r4, r5, r10) -> r0` (see [`translate`]); the program
 //! is entered by calling the first one with r10 at the top of the stack.
-//! All of a program's functions live in one mapping, freed when the
-//! [`CraneliftCode`] is dropped.
+//! A large function may be cut into pieces, each a Cranelift function of
+//! its own ([`pieces`]). The functions and pieces compile at the same time
+//! on the compiling thread and helper threads ([`offload`]). All of a
+//! program's code lives in one mapping, freed when the [`CraneliftCode`]
+//! is dropped.
 
 mod code_memory;
 mod offload;
