@@ -195,17 +195,19 @@ pub fn difference(reference: &Observed, other: &Observed) -> Option<String> {
     None
 }
 
-/// The interpreter against `other` on seeds `start..start + count`: how
-/// many were compared, or the first divergence.
+/// The interpreter against `others` on seeds `start..start + count`: how
+/// many were compared, or the first divergence (with the tier's name and
+/// its index in `others`).
 pub fn compare(
     start: u64,
-    other: &dyn Backend,
+    others: &[&dyn Backend],
     gen: &GenOptions,
     opts: &CompileOptions,
     count: u64,
 ) -> Result<u64, String> {
     let interp = bpfvm::engine::interp::Interpreter;
-    let refs: Vec<&dyn Backend> = vec![&interp, other];
+    let mut refs: Vec<&dyn Backend> = vec![&interp];
+    refs.extend(others);
     let mut differ = Differ::new(differential_helpers(), MEM_SIZE, opts.call_depth);
     let mut compared = 0;
     for seed in start..start + count {
@@ -216,10 +218,10 @@ pub fn compare(
             .run_all(&insns, &mem, &refs, opts)
             .unwrap_or_else(|e| panic!("seed {seed}: {e}\n{}", disassemble(&insns)));
         let (_, reference) = &runs[0];
-        for (tier, obs) in &runs[1..] {
+        for (k, (tier, obs)) in runs[1..].iter().enumerate() {
             if let Some(d) = difference(reference, obs) {
                 return Err(format!(
-                    "seed {seed}: {tier} differs from the interpreter: {d}\n{}",
+                    "seed {seed}: {tier} (backend {k}) differs from the interpreter: {d}\n{}",
                     disassemble(&insns)
                 ));
             }

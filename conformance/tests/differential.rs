@@ -40,7 +40,7 @@ fn campaign_from(
     let Ok(other) = backend(tier) else {
         return 0;
     };
-    compare(start, other.as_ref(), gen, opts, count).unwrap_or_else(|e| panic!("{e}"))
+    compare(start, &[other.as_ref()], gen, opts, count).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn with_budget(budget: u64) -> CompileOptions {
@@ -284,19 +284,19 @@ fn host_regions_catch_a_tier_that_writes_read_only_memory() {
     let opts = with_budget(1_000_000);
     let found = compare(
         0,
-        &AllWritable,
+        &[&AllWritable],
         &with_host_regions(GenOptions::default()),
         &opts,
         500,
     );
     let err = found.expect_err("a store to the read-only region must diverge");
     assert!(
-        err.contains("all-writable differs"),
+        err.contains("all-writable (backend 0) differs"),
         "unexpected report: {err}"
     );
     // Without host regions no program can tell.
     assert_eq!(
-        compare(0, &AllWritable, &GenOptions::default(), &opts, 500),
+        compare(0, &[&AllWritable], &GenOptions::default(), &opts, 500),
         Ok(500)
     );
 }

@@ -53,7 +53,7 @@ fn cut_campaign(start: u64, gen: &GenOptions, opts: &CompileOptions) {
     };
     let count = env("BPFVM_PIECES_COUNT", 1_000);
     let start = start + env("BPFVM_PIECES_SEED", 0);
-    let n = compare(start, tier0.as_ref(), gen, opts, count).unwrap_or_else(|e| panic!("{e}"));
+    let n = compare(start, &[tier0.as_ref()], gen, opts, count).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(n, count);
 }
 
