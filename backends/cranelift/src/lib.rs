@@ -251,10 +251,9 @@ type CompiledFunction = (FunctionCode, GroupTables);
 /// other threads), the others offered to the helpers meanwhile (see
 /// [`offload`]; run here if no helper has started them). Even a function
 /// of a few slots is worth offering: its compile has a fixed cost of tens
-/// of µs (a program of 41 functions of 3 slots, level 1: 846 → 620-650 µs;
-/// `calls`, four functions of 5 to 16 slots: 210 → 152 µs). The result is
-/// what compiling them in turn gives, failures included: the first piece
-/// in program order that fails decides the error, or the panic.
+/// of µs (BENCHMARKS.md, session 16). The result is what compiling them in
+/// turn gives, failures included: the first piece in program order that
+/// fails decides the error, or the panic.
 fn compile_functions(
     program: &Program,
     shared: Option<&Arc<Program>>,

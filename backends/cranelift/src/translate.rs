@@ -1,11 +1,14 @@
-//! eBPF to Cranelift IR, one eBPF function at a time.
+//! eBPF to Cranelift IR, one eBPF function (or piece of one,
+//! [`crate::pieces`]) at a time.
 //!
 //! Every eBPF function becomes a Cranelift function with the signature
-//! `(ctx, r1, r2, r3, r4, r5, r10) -> r0`. Registers r0 to r10 are
+//! `(ctx, r1, r2, r3, r4, r5, r10) -> r0`, a later piece of one
+//! `(ctx, entry, r0, .., r9, r10) -> r0`. Registers r0 to r10 are
 //! `cranelift_frontend::Variable`s; each basic block of the program (as the
 //! engine defines them, for budget accounting) is a Cranelift block. A trap
 //! stores its record in the `VmCtx` and returns; callers check
-//! `ctx.trap_code` after every call and return at once when it is set.
+//! `ctx.trap_code` after every call of a function and return at once when
+//! it is set (a piece's call is the last thing its caller does).
 
 use bpfvm_engine::backend::{ArrayMapLayout, CompileOptions, COUNT_ONLY};
 use bpfvm_engine::facts::{GroupedAccess, Known, KnownTarget, RegisterFacts};
