@@ -1,11 +1,11 @@
 //! bpfvm tier 0: a Cranelift JIT.
 //!
 //! Each eBPF function becomes one Cranelift function
-//! `(ctx, r1, r2, r3, r4, r5, r10) -> r0` (see [`translate`]); the program
+//! `(ctx, r1, r2, r3, r4, r5, r10) -> r0` (see `translate`); the program
 //! is entered by calling the first one with r10 at the top of the stack.
 //! A large function may be cut into pieces, each a Cranelift function of
-//! its own ([`pieces`]). The functions and pieces compile at the same time
-//! on the compiling thread and helper threads ([`offload`]). All of a
+//! its own (`pieces`). The functions and pieces compile at the same time
+//! on the compiling thread and helper threads (`offload`). All of a
 //! program's code lives in one mapping, freed when the [`CraneliftCode`]
 //! is dropped.
 
