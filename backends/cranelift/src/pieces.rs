@@ -39,7 +39,7 @@ pub(crate) const PIECE_REGISTERS: usize = 10;
 
 /// Pieces are no smaller than this: a Cranelift function has a fixed
 /// compile cost of about 10 µs, and each cut one call more at run time.
-pub(crate) const MIN_PIECE_SLOTS: usize = 64;
+pub(crate) const MIN_PIECE_SLOTS: usize = 32;
 
 /// Most entries of a later piece (each a test at its start).
 const MAX_ENTRIES: usize = 8;
