@@ -94,6 +94,21 @@ fn pieces_tight_budget_with_length_guards() {
 }
 
 #[test]
+fn pieces_host_regions() {
+    // Accesses to host regions (the check's slow path) and map lookups.
+    let gen = GenOptions {
+        host_regions: true,
+        ..GenOptions::default()
+    };
+    let opts = CompileOptions {
+        opt_level: 1,
+        budget: Some(1_000_000),
+        ..CompileOptions::default()
+    };
+    cut_campaign(3_400_000, &gen, &opts);
+}
+
+#[test]
 fn pieces_unchecked_speed() {
     let gen = GenOptions {
         out_of_bounds: false,

@@ -15,9 +15,9 @@
 //! inside the n-th piece has n native frames for its eBPF frame: with the
 //! default of at most 4 pieces and 8 eBPF frames, a few KiB more stack.
 
-use bpfvm_engine::instr::{AluOp, Instr, Operand};
 use std::sync::Mutex;
 
+use bpfvm_engine::instr::{AluOp, Instr, Operand};
 use bpfvm_engine::program::{Function, Program};
 
 /// Slots `lo..hi` of function `func`, compiled as one Cranelift function.
