@@ -195,6 +195,15 @@ pub fn difference(reference: &Observed, other: &Observed) -> Option<String> {
     None
 }
 
+/// The environment variable `name` as a number, else `default` (how
+/// campaigns take a longer count or another first seed).
+pub fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// The interpreter against `others` on seeds `start..start + count`: how
 /// many were compared, or the first divergence (with the tier's name and
 /// its index in `others`).

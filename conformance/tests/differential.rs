@@ -11,15 +11,8 @@ use bpfvm::engine::interp::Interpreter;
 use bpfvm::engine::program::Program;
 use bpfvm::engine::vmctx::{Region, VmCtx};
 use bpfvm::tier::{backend, Tier};
-use bpfvm_conformance::differential::compare;
+use bpfvm_conformance::differential::{compare, env_u64};
 use bpfvm_conformance::generate::GenOptions;
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// Compares `tier` with the interpreter on `count` programs; returns how
 /// many were compared (0 when the tier is not compiled in).

@@ -11,7 +11,7 @@ use bpfvm::engine::backend::{CompileOptions, COUNT_ONLY};
 use bpfvm::engine::interp::Interpreter;
 use bpfvm::engine::verifier::{verify, VerifyOptions};
 use bpfvm::tier::{backend, Tier};
-use bpfvm_conformance::differential::{compare, difference, differential_helpers, Differ};
+use bpfvm_conformance::differential::{compare, difference, differential_helpers, env_u64, Differ};
 use bpfvm_conformance::generate::{generate, GenOptions};
 
 /// Cranelift functions in the output of `emit clif`: each is printed
@@ -23,9 +23,9 @@ fn pieces_in(clif: &str) -> usize {
     headers.count() / 2
 }
 
-/// Compares 1,000 programs from `start` under `opts` and `gen` (by
-/// default), after
-/// checking that the first hundred are cut into 150 pieces or more.
+/// Compares 1,000 programs (by default) from `start` under `opts` and
+/// `gen`, after checking that the first hundred are cut into 150 pieces
+/// or more.
 fn cut_campaign(start: u64, gen: &GenOptions, opts: &CompileOptions) {
     bpfvm_cranelift::force_pieces(Some((6, 8)));
     let Ok(tier0) = backend(Tier::Cranelift) else {
@@ -36,7 +36,6 @@ fn cut_campaign(start: u64, gen: &GenOptions, opts: &CompileOptions) {
         let program = verify(generate(seed, gen), &VerifyOptions::default()).unwrap();
         let clif = emit_text(&program, opts, TextOutput::Clif).unwrap();
         functions += program.functions().len();
-        // Each piece is printed before and after optimisation.
         pieces += pieces_in(&clif);
     }
     assert!(
@@ -45,14 +44,8 @@ fn cut_campaign(start: u64, gen: &GenOptions, opts: &CompileOptions) {
     );
     // `BPFVM_PIECES_COUNT` (and `BPFVM_PIECES_SEED`, added to each
     // test's start) for longer campaigns.
-    let env = |name: &str, default: u64| {
-        std::env::var(name)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
-    let count = env("BPFVM_PIECES_COUNT", 1_000);
-    let start = start + env("BPFVM_PIECES_SEED", 0);
+    let count = env_u64("BPFVM_PIECES_COUNT", 1_000);
+    let start = start + env_u64("BPFVM_PIECES_SEED", 0);
     let n = compare(start, &[tier0.as_ref()], gen, opts, count).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(n, count);
 }

@@ -50,9 +50,9 @@ fn cranelift_functions(src: &str) -> usize {
     headers.count() / 2
 }
 
-fn run(src: &str) -> u64 {
+fn run(src: &str, tier: Tier) -> u64 {
     let mut config = Config::new();
-    config.tier_policy(TierPolicy::Fixed(Tier::Cranelift));
+    config.tier_policy(TierPolicy::Fixed(tier));
     let program = Engine::new(&config).load_asm(src).unwrap();
     let mut mem: Vec<u8> = (0..32u8).map(|b| b.wrapping_mul(29) ^ 5).collect();
     program.run(&mut mem).unwrap()
@@ -64,16 +64,10 @@ fn helper_threads_change_how_not_what() {
         return;
     }
     let src = program();
-    let interp = {
-        let mut config = Config::new();
-        config.tier_policy(TierPolicy::Fixed(Tier::Interp));
-        let program = Engine::new(&config).load_asm(&src).unwrap();
-        let mut mem: Vec<u8> = (0..32u8).map(|b| b.wrapping_mul(29) ^ 5).collect();
-        program.run(&mut mem).unwrap()
-    };
+    let interp = run(&src, Tier::Interp);
     set_tier0_helper_threads(0);
     assert_eq!(cranelift_functions(&src), 2, "no helpers: no pieces");
-    assert_eq!(run(&src), interp);
+    assert_eq!(run(&src, Tier::Cranelift), interp);
     set_tier0_helper_threads(3);
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     if cpus > 1 {
@@ -82,5 +76,5 @@ fn helper_threads_change_how_not_what() {
             "helpers: the large function is cut"
         );
     }
-    assert_eq!(run(&src), interp);
+    assert_eq!(run(&src, Tier::Cranelift), interp);
 }
