@@ -23,6 +23,20 @@ pub use runner::{execute_case, run_case, Outcome, RunOptions, Stage};
 
 use std::path::{Path, PathBuf};
 
+/// The public suite's directory: `$BPF_CONFORMANCE_TESTS`, else
+/// `shared/bpf_conformance/tests` beside the repository.
+pub fn public_dir() -> PathBuf {
+    match std::env::var_os("BPF_CONFORMANCE_TESTS") {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/bpf_conformance/tests"),
+    }
+}
+
+/// The project's own corpus (`conformance/corpus`).
+pub fn corpus_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus")
+}
+
 /// The `.data` files directly inside `dir`, sorted by name.
 pub fn data_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut files = Vec::new();

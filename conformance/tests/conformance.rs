@@ -13,25 +13,16 @@
 use std::path::{Path, PathBuf};
 
 use bpfvm::tier::{self, Tier};
-use bpfvm_conformance::{data_files, parse, run_case, RunOptions, TestCase};
+use bpfvm_conformance::{
+    corpus_dir, data_files, parse, public_dir, run_case, RunOptions, TestCase,
+};
 use libtest_mimic::{Arguments, Failed, Trial};
 
 /// Number of files in the pinned public suite.
 const PUBLIC_COUNT: usize = 313;
 
-fn public_dir() -> PathBuf {
-    match std::env::var_os("BPF_CONFORMANCE_TESTS") {
-        Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/bpf_conformance/tests"),
-    }
-}
-
 /// A suite's files, each parsed or with the reason it does not parse.
 type Cases = Vec<(PathBuf, Result<TestCase, String>)>;
-
-fn corpus_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus")
-}
 
 /// A suite's parsed cases, or a failing trial explaining why there are none.
 fn load_suite(suite: &str, dir: &Path) -> Result<Cases, Trial> {

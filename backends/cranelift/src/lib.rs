@@ -3,6 +3,7 @@
 //! Each eBPF function becomes one Cranelift function
 //! `(ctx, r1, r2, r3, r4, r5, r10) -> r0` (see `translate`); the program
 //! is entered by calling the first one with r10 at the top of the stack.
+//! A small function is translated at its call sites instead (`inline`).
 //! A large function may be cut into pieces, each a Cranelift function of
 //! its own (`pieces`). The functions and pieces compile at the same time
 //! on the compiling thread and helper threads (`offload`). All of a
@@ -10,6 +11,7 @@
 //! is dropped.
 
 mod code_memory;
+mod inline;
 mod offload;
 mod pieces;
 mod slow_path;
@@ -39,9 +41,11 @@ use cranelift_codegen::settings::{self, Configurable};
 use cranelift_codegen::Context;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 
+use inline::InlinePlan;
 use pieces::{Piece, PIECE_REGISTERS};
 use translate::{Externals, Translator};
 
+pub use inline::{inline_slots, inlined_functions, set_inline_slots, DEFAULT_INLINE_SLOTS};
 pub use offload::{set_helper_threads, MAX_HELPERS};
 pub use pieces::force_pieces;
 
@@ -260,20 +264,32 @@ fn compile_functions(
     opts: &CompileOptions,
     mut text: Option<&mut ClifText>,
 ) -> Result<Compiled, CompileError> {
+    // Small functions translated where they are called, and not alone.
+    let inline = Arc::new(InlinePlan::of(program));
+    let alone = |f: usize| !inline.is_inlined(f);
     // Functions cut where the threads would otherwise wait for one.
     let counts = match pieces::forced() {
         Some((n, min_slots)) => vec![(n, min_slots); program.functions().len()],
-        None => pieces::piece_counts(program, 1 + offload::helper_threads())
-            .into_iter()
-            .map(|n| (n, pieces::MIN_PIECE_SLOTS))
-            .collect(),
+        None => {
+            let sizes: Vec<usize> = (0..program.functions().len())
+                .map(|f| if alone(f) { inline.sizes[f] } else { 0 })
+                .collect();
+            pieces::piece_counts(&sizes, 1 + offload::helper_threads())
+                .into_iter()
+                .map(|n| (n, pieces::MIN_PIECE_SLOTS))
+                .collect()
+        }
     };
     let pieces: Arc<Vec<Vec<Piece>>> = Arc::new(
         program
             .functions()
             .iter()
             .zip(counts)
-            .map(|(&f, (n, min_slots))| pieces::plan(program, f, n, min_slots))
+            .enumerate()
+            .map(|(k, (&f, (n, min_slots)))| match alone(k) {
+                true => pieces::plan(program, f, n, min_slots),
+                false => Vec::new(),
+            })
             .collect(),
     );
     // Every piece, in program order: (function, piece).
@@ -293,10 +309,11 @@ fn compile_functions(
             .map(|&u| {
                 let (program, opts) = (Arc::clone(shared), opts.clone());
                 let (pieces, (f, j)) = (Arc::clone(&pieces), units[u]);
+                let inline = Arc::clone(&inline);
                 let offer = offload::offer(move || {
                     #[cfg(test)]
                     tests::note_compiling_thread(&program);
-                    with_scratch(|s| compile_one(&program, &opts, &pieces[f], j, s, None))
+                    with_scratch(|s| compile_one(&program, &opts, &inline, &pieces[f], j, s, None))
                 });
                 (u, offer)
             })
@@ -315,7 +332,7 @@ fn compile_functions(
         let text = text.as_deref_mut();
         let (f, j) = units[u];
         done[u] = Some(catch_unwind(AssertUnwindSafe(|| {
-            with_scratch(|s| compile_one(program, opts, &pieces[f], j, s, text))
+            with_scratch(|s| compile_one(program, opts, &inline, &pieces[f], j, s, text))
         })));
     }
     // Then what no helper has started, last offered first (helpers take
@@ -367,6 +384,7 @@ fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
 fn compile_one(
     program: &Program,
     opts: &CompileOptions,
+    inline: &InlinePlan,
     pieces: &[Piece],
     j: usize,
     scratch: &mut Scratch,
@@ -426,6 +444,7 @@ fn compile_one(
         for pc in (piece.lo..piece.hi).chain(falls_into_next) {
             let target = match program.instrs()[pc] {
                 _ if pc == piece.hi => pc,
+                Instr::CallLocal { target } if inline.callee(target as usize).is_some() => continue,
                 Instr::CallLocal { target } => {
                     let target = target as usize;
                     if let Slot::Vacant(slot) = refs.entry(target) {
@@ -453,8 +472,10 @@ fn compile_one(
             let (q, k) = past(pc)?;
             Some((*later_refs.get(&q.index())?, k, q.live[k]))
         };
+        let inlined = |pc: usize| inline.callee(pc);
         let ext = Externals {
             funcs: &lookup,
+            inline: &inlined,
             later_pieces: &later_lookup,
             helper_sig: signature(isa, 7),
             check_sig: slow_path::signature(),
@@ -662,9 +683,18 @@ mod tests {
 
     /// r0 of `program` compiled by `backend` (default options) over `mem`.
     fn run_on(backend: &dyn Backend, program: &Arc<Program>, mem: &mut [u8]) -> u64 {
+        run_with(backend, program, &CompileOptions::default(), mem)
+    }
+
+    /// r0 of `program` compiled by `backend` with `opts` over `mem`.
+    fn run_with(
+        backend: &dyn Backend,
+        program: &Arc<Program>,
+        opts: &CompileOptions,
+        mem: &mut [u8],
+    ) -> u64 {
         use bpfvm_engine::backend::{execute_on, RunEnv, Stack};
-        let opts = CompileOptions::default();
-        let code = backend.compile(program, &opts).unwrap();
+        let code = backend.compile(program, opts).unwrap();
         let table = bpfvm_engine::helpers::Helpers::new().table();
         let env = RunEnv {
             helpers: &table,
@@ -761,7 +791,8 @@ mod tests {
     #[test]
     fn functions_offered_to_helpers_compile_as_in_turn() {
         // Four called functions, the last the largest (compiled by this
-        // thread), the others offered to helpers.
+        // thread), two others offered to helpers and h, small enough,
+        // translated where it is called.
         let body = |n: usize, r: u64| -> String {
             (0..n)
                 .map(|k| {
@@ -813,6 +844,41 @@ mod tests {
         let interp = bpfvm_engine::interp::Interpreter;
         let want = run_on(&interp, &p, &mut mem.clone());
         assert_eq!(run_on(&CraneliftBackend, &p, &mut mem), want);
+    }
+
+    #[test]
+    fn small_callees_are_translated_where_they_are_called() {
+        // The shape of bench/programs/calls.c: `step` calls `mix` on both
+        // paths; `mix` and `fold` are leaves. All end up in the entry's
+        // Cranelift function, with no call left.
+        let p = Arc::new(program(
+            "mov %r6, %r1\nmov %r7, 0\nmov %r0, 0x12345\n\
+             l:\nldxdw %r2, [%r6]\nmov %r1, %r0\ncall local step\n\
+             mov %r1, %r0\nmov %r2, %r7\ncall local fold\n\
+             add %r6, 8\nadd %r7, 1\njlt %r7, 4, l\nexit\n\
+             step:\nmov %r3, %r2\nand %r3, 1\njeq %r3, 0, even\n\
+             call local mix\nexit\n\
+             even:\nmov %r3, %r1\nmov %r1, %r2\nmov %r2, %r3\n\
+             call local mix\nadd %r0, 1\nexit\n\
+             mix:\nmov %r0, %r2\nxor %r0, %r1\nmov %r1, %r0\nrsh %r1, 47\n\
+             lsh %r0, 17\nor %r0, %r1\nmul %r0, 0x7f4a7c15\nexit\n\
+             fold:\nmov %r0, %r1\nrsh %r0, 31\nxor %r0, %r2\nxor %r0, %r1\nexit",
+        ));
+        assert_eq!(p.functions().len(), 4);
+        let mem: Vec<u8> = (0..32u8).map(|b| b.wrapping_mul(59)).collect();
+        let want = run_on(&bpfvm_engine::interp::Interpreter, &p, &mut mem.clone());
+        for opt_level in [0, 1, 3] {
+            let opts = CompileOptions {
+                opt_level,
+                ..CompileOptions::default()
+            };
+            let text = clif_text(&p, &opts).unwrap();
+            let functions = text.before.lines().filter(|l| l.starts_with("function "));
+            assert_eq!(functions.count(), 1, "{}", text.before);
+            assert!(!text.before.contains(" call fn"), "{}", text.before);
+            let got = run_with(&CraneliftBackend, &p, &opts, &mut mem.clone());
+            assert_eq!(got, want, "level {opt_level}");
+        }
     }
 
     #[test]

@@ -101,17 +101,14 @@ pub(crate) fn forced() -> Option<(usize, usize)> {
 /// does 3-5 % more work in all, `parse`'s main function 26 % more).
 const PIECE_COST: f64 = 1.3;
 
-/// How many pieces to cut each function of `program` into for `threads`
-/// threads compiling at once: a function is cut (into one more piece at a
+/// How many pieces to cut each function into, given what each compiles
+/// to in slots (0 for one translated inline only), for `threads` threads
+/// compiling at once: a function is cut (into one more piece at a
 /// time, the largest first) only while that shortens the estimated
 /// compile by a tenth, its work spread over the threads largest first.
 /// A program whose other functions keep the threads busy is not cut.
-pub(crate) fn piece_counts(program: &Program, threads: usize) -> Vec<usize> {
-    let sizes: Vec<f64> = program
-        .functions()
-        .iter()
-        .map(|f| (f.end - f.start) as f64)
-        .collect();
+pub(crate) fn piece_counts(sizes: &[usize], threads: usize) -> Vec<usize> {
+    let sizes: Vec<f64> = sizes.iter().map(|&s| s as f64).collect();
     let mut counts = vec![1usize; sizes.len()];
     if threads < 2 {
         return counts;
@@ -367,16 +364,18 @@ mod tests {
                 .collect()
         };
         // One function of 300 slots: two pieces for two threads.
-        let one = program(&format!("mov %r0, 0\n{}exit", blocks("a", 30)));
+        let sizes =
+            |p: &Program| -> Vec<usize> { p.functions().iter().map(|f| f.end - f.start).collect() };
+        let one = sizes(&program(&format!("mov %r0, 0\n{}exit", blocks("a", 30))));
         assert_eq!(piece_counts(&one, 1), vec![1]);
         assert_eq!(piece_counts(&one, 2), vec![2]);
         assert_eq!(piece_counts(&one, 4), vec![4]);
         // Another function of 100 slots keeps the second thread busy.
-        let two = program(&format!(
+        let two = sizes(&program(&format!(
             "mov %r0, 0\ncall local f\n{}exit\nf:\nmov %r0, 1\n{}exit",
             blocks("a", 30),
             blocks("b", 10)
-        ));
+        )));
         assert_eq!(piece_counts(&two, 2), vec![1, 1]);
         assert_eq!(piece_counts(&two, 4)[1], 1);
         assert!(piece_counts(&two, 4)[0] >= 2);

@@ -3,7 +3,9 @@
 //!
 //! Every eBPF function becomes a Cranelift function with the signature
 //! `(ctx, r1, r2, r3, r4, r5, r10) -> r0`, a later piece of one
-//! `(ctx, entry, r0, .., r9, r10) -> r0`. Registers r0 to r10 are
+//! `(ctx, entry, r0, .., r9, r10) -> r0`, except the small ones
+//! [`crate::inline`] picks, which are translated at each call site
+//! ([`Translator::inline_call`]). Registers r0 to r10 are
 //! `cranelift_frontend::Variable`s; each basic block of the program (as the
 //! engine defines them, for budget accounting) is a Cranelift block. A trap
 //! stores its record in the `VmCtx` and returns; callers check
@@ -37,6 +39,9 @@ const _: () = assert!(HELPER_SLOT_SIZE as usize == std::mem::size_of::<[u64; 2]>
 pub(crate) struct Externals<'a> {
     /// The program's functions, by start pc, imported into this function.
     pub funcs: &'a dyn Fn(usize) -> Option<FuncRef>,
+    /// The function starting at a pc, when its calls are translated
+    /// inline ([`crate::inline`]).
+    pub inline: &'a dyn Fn(usize) -> Option<Function>,
     /// For a pc past the piece being translated: the later piece that
     /// holds it, imported, the index of its entry there, and the registers
     /// live there (bit r).
@@ -95,6 +100,8 @@ pub(crate) struct Translator<'a, 'b> {
     mem_bound: [Option<Value>; 4],
     /// Per access size, `stack_top - frame_lo - n + 1`.
     stack_bound: [Option<Value>; 4],
+    /// The stack's top (the entry's r10).
+    stack_top: Option<Value>,
     /// The input's length and `stack_top - frame_lo`, for a group's check.
     mem_len: Option<Value>,
     window: Option<Value>,
@@ -133,6 +140,9 @@ pub(crate) struct Translator<'a, 'b> {
     facts: RegisterFacts,
     /// The registers' SSA values since the last merge point.
     cache: RegisterCache,
+    /// For a function translated inline at a call site: the block after
+    /// the call, which its `exit`s jump to with r0.
+    ret: Option<Block>,
 }
 
 /// The registers' SSA values in the stretch of code being emitted: since
@@ -174,8 +184,6 @@ impl<'a, 'b> Translator<'a, 'b> {
         ext: &'a Externals<'a>,
         piece: &'a Piece,
     ) -> Self {
-        let func = piece.func;
-        let regs = std::array::from_fn(|_| b.declare_var(I64));
         let entry = b.create_block();
         b.append_block_params_for_function_params(entry);
         b.switch_to_block(entry);
@@ -185,15 +193,41 @@ impl<'a, 'b> Translator<'a, 'b> {
         // A function: (ctx, r1..r5, r10); a later piece: (ctx, entry,
         // r0..r9, r10).
         let r10 = *params.last().expect("ctx and r10 at least");
-        let frame_lo = b.ins().iadd_imm_s(r10, -(STACK_FRAME_SIZE as i64));
         let zero = b.ins().iconst(I64, 0);
-        for (k, reg) in regs.iter().enumerate() {
-            let v = match k {
-                10 => r10,
-                _ if !piece.is_first() => params[2 + k],
-                1..=5 => params[k],
-                _ => zero,
-            };
+        let values: [Value; 11] = std::array::from_fn(|k| match k {
+            10 => r10,
+            _ if !piece.is_first() => params[2 + k],
+            1..=5 => params[k],
+            _ => zero,
+        });
+        let mut t = Self::start(b, program, opts, ext, piece, ctx, values, zero, None);
+        t.load_invariants();
+        t
+    }
+
+    /// A translator whose registers start as `values` in the current
+    /// block, which is its entry block: it dominates all the code
+    /// translated, and the per-run values are loaded there
+    /// ([`Translator::load_invariants`], which the caller calls). `ret`
+    /// is the block after the call for a function translated inline.
+    #[allow(clippy::too_many_arguments)]
+    fn start(
+        b: &'a mut FunctionBuilder<'b>,
+        program: &'a Program,
+        opts: &'a CompileOptions,
+        ext: &'a Externals<'a>,
+        piece: &'a Piece,
+        ctx: Value,
+        values: [Value; 11],
+        zero: Value,
+        ret: Option<Block>,
+    ) -> Self {
+        let func = piece.func;
+        let regs: [Variable; 11] = std::array::from_fn(|_| b.declare_var(I64));
+        let entry = b.current_block().expect("the entry block is current");
+        let r10 = values[10];
+        let frame_lo = b.ins().iadd_imm_s(r10, -(STACK_FRAME_SIZE as i64));
+        for (reg, v) in regs.iter().zip(values) {
             b.def_var(*reg, v);
         }
         let facts = if piece.is_first() {
@@ -216,6 +250,7 @@ impl<'a, 'b> Translator<'a, 'b> {
             mem_start: None,
             mem_bound: [None; 4],
             stack_bound: [None; 4],
+            stack_top: None,
             mem_len: None,
             window: None,
             covered: vec![false; len],
@@ -236,14 +271,16 @@ impl<'a, 'b> Translator<'a, 'b> {
             check_sig: None,
             facts,
             cache: RegisterCache::default(),
+            ret,
         };
-        t.load_invariants();
         t.find_last_branches();
         t
     }
 
     /// Loads, in the entry block, the per-run values the function needs, so
-    /// that they dominate every use.
+    /// that they dominate every use: those not known already (a function
+    /// translated inline starts with its caller's that do not depend on
+    /// the frame).
     fn load_invariants(&mut self) {
         let range = Function {
             start: self.piece.lo,
@@ -253,12 +290,21 @@ impl<'a, 'b> Translator<'a, 'b> {
         let (sizes, calls, helpers) = (needs.checked_sizes, needs.local_calls, needs.helper_calls);
         let ctx = self.ctx;
         if sizes.iter().any(|&s| s) {
-            let start = self.b.ins().load(I64, trusted(), ctx, OFFSET_MEM_START);
-            let end = self.b.ins().load(I64, trusted(), ctx, OFFSET_MEM_END);
-            let top = self.b.ins().load(I64, trusted(), ctx, OFFSET_STACK_TOP);
-            let len = self.b.ins().isub(end, start);
+            let (start, len) = match (self.mem_start, self.mem_len) {
+                (Some(start), Some(len)) => (start, len),
+                _ => {
+                    let start = self.b.ins().load(I64, trusted(), ctx, OFFSET_MEM_START);
+                    let end = self.b.ins().load(I64, trusted(), ctx, OFFSET_MEM_END);
+                    (start, self.b.ins().isub(end, start))
+                }
+            };
+            let top = match self.stack_top {
+                Some(top) => top,
+                None => self.b.ins().load(I64, trusted(), ctx, OFFSET_STACK_TOP),
+            };
             let window = self.b.ins().isub(top, self.frame_lo);
             self.mem_len = Some(len);
+            self.stack_top = Some(top);
             self.window = Some(window);
             let zero = self.b.ins().iconst(I64, 0);
             for (k, n) in [1i64, 2, 4, 8].into_iter().enumerate() {
@@ -273,21 +319,24 @@ impl<'a, 'b> Translator<'a, 'b> {
                     self.stack_bound[k] = Some(window);
                     continue;
                 }
+                self.stack_bound[k] = Some(self.b.ins().iadd_imm_s(window, 1 - n));
+                if self.mem_bound[k].is_some() {
+                    continue;
+                }
                 let big = self
                     .b
                     .ins()
                     .icmp_imm_s(IntCC::UnsignedGreaterThanOrEqual, len, n);
                 let bound = self.b.ins().iadd_imm_s(len, 1 - n);
                 self.mem_bound[k] = Some(self.b.ins().select(big, bound, zero));
-                self.stack_bound[k] = Some(self.b.ins().iadd_imm_s(window, 1 - n));
             }
             self.mem_start = Some(start);
         }
-        if calls {
+        if calls && self.depth_floor.is_none() {
             let bottom = self.b.ins().load(I64, trusted(), ctx, OFFSET_STACK_BOTTOM);
             self.depth_floor = Some(self.b.ins().iadd_imm_s(bottom, STACK_FRAME_SIZE as i64));
         }
-        if helpers {
+        if helpers && self.helpers.is_none() {
             self.helpers = Some(self.b.ins().load(I64, trusted(), ctx, OFFSET_HELPERS));
             self.helper_count = Some(self.b.ins().load(I64, trusted(), ctx, OFFSET_HELPER_COUNT));
         }
@@ -339,6 +388,17 @@ impl<'a, 'b> Translator<'a, 'b> {
     pub(crate) fn translate(mut self) -> (Option<Block>, Vec<Box<[u64]>>) {
         let (lo, hi) = (self.piece.lo, self.piece.hi);
         let header = hottest_loop_header(self.program, self.func).filter(|h| (lo..hi).contains(h));
+        self.translate_code();
+        self.emit_traps();
+        self.emit_transfers();
+        self.b.seal_all_blocks();
+        let header = header.and_then(|pc| self.blocks[pc - self.func.start]);
+        (header, self.tables)
+    }
+
+    /// Translates the piece's instructions, from the entry block on.
+    fn translate_code(&mut self) {
+        let (lo, hi) = (self.piece.lo, self.piece.hi);
         self.enter_piece();
         self.filled = true;
         let mut pc = lo;
@@ -389,11 +449,6 @@ impl<'a, 'b> Translator<'a, 'b> {
             self.flush();
             self.b.ins().jump(next, &[]);
         }
-        self.emit_traps();
-        self.emit_transfers();
-        self.b.seal_all_blocks();
-        let header = header.and_then(|pc| self.blocks[pc - self.func.start]);
-        (header, self.tables)
     }
 
     /// Whether `dst cond src` holds (the condition of a `Jcond`).
@@ -915,7 +970,10 @@ impl<'a, 'b> Translator<'a, 'b> {
             Instr::CallLocal { target } => self.call_local(pc, target as usize),
             Instr::Exit => {
                 let r0 = self.get(0);
-                self.b.ins().return_(&[r0]);
+                match self.ret {
+                    Some(ret) => self.b.ins().jump(ret, &[r0.into()]),
+                    None => self.b.ins().return_(&[r0]),
+                };
                 self.filled = true;
             }
         }
@@ -1437,9 +1495,6 @@ impl<'a, 'b> Translator<'a, 'b> {
         let Some(floor) = self.depth_floor else {
             unreachable!("load_invariants loads the stack floor when there are calls")
         };
-        let Some(callee) = (self.ext.funcs)(target) else {
-            unreachable!("every call target starts a function")
-        };
         let new_r10 = self
             .b
             .ins()
@@ -1447,6 +1502,12 @@ impl<'a, 'b> Translator<'a, 'b> {
         let too_deep = self.b.ins().icmp(IntCC::UnsignedLessThan, new_r10, floor);
         let trap = self.trap(Some(TRAP_CALL_DEPTH), pc, None, 0);
         self.branch_unless(too_deep, trap);
+        if let Some(callee) = (self.ext.inline)(target) {
+            return self.inline_call(callee, new_r10);
+        }
+        let Some(callee) = (self.ext.funcs)(target) else {
+            unreachable!("every call target starts a function")
+        };
         let mut args = vec![self.ctx];
         for r in 1..=5 {
             args.push(self.get(r));
@@ -1462,6 +1523,61 @@ impl<'a, 'b> Translator<'a, 'b> {
         self.branch_unless(code, propagate);
         self.set(0, r0);
         let zero = self.b.ins().iconst(I64, 0);
+        for r in 1..=5 {
+            self.set(r, zero);
+        }
+    }
+
+    /// The call of `callee`, translated here, with the frame at
+    /// `new_r10`: its registers are variables of their own, starting as a
+    /// call's do (r1 to r5 the arguments, the others zero); its `exit`s
+    /// jump to a block after it with r0, where this function's registers
+    /// are what they were, but r0 and r1 to r5 (zero). Its traps join
+    /// this function's, and its exits are this function's.
+    fn inline_call(&mut self, callee: Function, new_r10: Value) {
+        let after = self.b.create_block();
+        let r0 = self.b.append_block_param(after, I64);
+        let zero = self.zero;
+        let values: [Value; 11] = std::array::from_fn(|k| match k {
+            1..=5 => self.get(k as u8),
+            10 => new_r10,
+            _ => zero,
+        });
+        let piece = Piece::whole(callee);
+        let mut inner = Translator::start(
+            &mut *self.b,
+            self.program,
+            self.opts,
+            self.ext,
+            &piece,
+            self.ctx,
+            values,
+            zero,
+            Some(after),
+        );
+        // What does not depend on the frame is the caller's, loaded in a
+        // block that dominates this one.
+        (inner.mem_start, inner.mem_len, inner.stack_top) =
+            (self.mem_start, self.mem_len, self.stack_top);
+        inner.mem_bound = self.mem_bound;
+        inner.depth_floor = self.depth_floor;
+        (inner.helpers, inner.helper_count) = (self.helpers, self.helper_count);
+        inner.load_invariants();
+        inner.traps = std::mem::take(&mut self.traps);
+        inner.exits = std::mem::take(&mut self.exits);
+        inner.tables = std::mem::take(&mut self.tables);
+        (inner.helper_sig, inner.check_sig) = (self.helper_sig, self.check_sig);
+        inner.translate_code();
+        debug_assert!(inner.filled, "a function does not run off its end");
+        self.traps = inner.traps;
+        self.exits = inner.exits;
+        self.tables = inner.tables;
+        (self.helper_sig, self.check_sig) = (inner.helper_sig, inner.check_sig);
+        // Every exit of the callee is translated: `after` has all its
+        // predecessors (none if it never returns).
+        self.b.switch_to_block(after);
+        self.b.seal_block(after);
+        self.set(0, r0);
         for r in 1..=5 {
             self.set(r, zero);
         }
