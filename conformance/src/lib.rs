@@ -37,6 +37,16 @@ pub fn corpus_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus")
 }
 
+/// How many Cranelift functions the output of `emit clif` shows: each is
+/// printed before and after optimisation (and then as machine code,
+/// whose header has no `{`).
+pub fn clif_functions(clif: &str) -> usize {
+    let headers = clif
+        .lines()
+        .filter(|l| l.starts_with("function ") && l.ends_with('{'));
+    headers.count() / 2
+}
+
 /// The `.data` files directly inside `dir`, sorted by name.
 pub fn data_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut files = Vec::new();

@@ -17,20 +17,11 @@ use bpfvm::tier::{backend, Tier};
 use bpfvm_conformance::differential::{compare, env_u64};
 use bpfvm_conformance::generate::{generate, GenOptions};
 use bpfvm_conformance::{
-    corpus_dir, data_files, parse, public_dir, run_case, RunOptions, TestCase,
+    clif_functions, corpus_dir, data_files, parse, public_dir, run_case, RunOptions, TestCase,
 };
 
 fn no_inlining() {
     bpfvm_cranelift::set_inline_slots(0);
-}
-
-/// Cranelift functions in the output of `emit clif` (each is printed
-/// before and after optimisation, then as machine code, with no `{`).
-fn functions_in(clif: &str) -> usize {
-    let headers = clif
-        .lines()
-        .filter(|l| l.starts_with("function ") && l.ends_with('{'));
-    headers.count() / 2
 }
 
 #[test]
@@ -44,7 +35,7 @@ fn a_small_callee_is_a_function_of_its_own() {
     assert_eq!(bpfvm_cranelift::inlined_functions(&program, 0), 0);
     assert_eq!(bpfvm_cranelift::inlined_functions(&program, 64), 1);
     let clif = emit_text(&program, &CompileOptions::default(), TextOutput::Clif).unwrap();
-    assert_eq!(functions_in(&clif), 2, "{clif}");
+    assert_eq!(clif_functions(&clif), 2, "{clif}");
 }
 
 #[test]

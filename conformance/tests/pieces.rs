@@ -11,17 +11,9 @@ use bpfvm::engine::backend::{CompileOptions, COUNT_ONLY};
 use bpfvm::engine::interp::Interpreter;
 use bpfvm::engine::verifier::{verify, VerifyOptions};
 use bpfvm::tier::{backend, Tier};
+use bpfvm_conformance::clif_functions;
 use bpfvm_conformance::differential::{compare, difference, differential_helpers, env_u64, Differ};
 use bpfvm_conformance::generate::{generate, GenOptions};
-
-/// Cranelift functions in the output of `emit clif`: each is printed
-/// before and after optimisation (and then as machine code, with no `{`).
-fn pieces_in(clif: &str) -> usize {
-    let headers = clif
-        .lines()
-        .filter(|l| l.starts_with("function ") && l.ends_with('{'));
-    headers.count() / 2
-}
 
 /// Compares 1,000 programs (by default) from `start` under `opts` and
 /// `gen`, after checking that the first hundred are cut into 150 pieces
@@ -36,7 +28,7 @@ fn cut_campaign(start: u64, gen: &GenOptions, opts: &CompileOptions) {
         let program = verify(generate(seed, gen), &VerifyOptions::default()).unwrap();
         let clif = emit_text(&program, opts, TextOutput::Clif).unwrap();
         functions += program.functions().len();
-        pieces += pieces_in(&clif);
+        pieces += clif_functions(&clif);
     }
     assert!(
         pieces >= 150 && pieces > functions + 50,
@@ -140,7 +132,7 @@ fn a_later_piece_knows_only_what_holds_where_it_starts() {
         };
         let program = verify(insns.clone(), &VerifyOptions::default()).unwrap();
         let clif = emit_text(&program, &opts, TextOutput::Clif).unwrap();
-        assert_eq!(pieces_in(&clif), 2, "cut once:\n{clif}");
+        assert_eq!(clif_functions(&clif), 2, "cut once:\n{clif}");
         let runs = d
             .run_all(&insns, &[1; 32], &[&interp, tier0.as_ref()], &opts)
             .unwrap();
