@@ -10,7 +10,9 @@
 //! program (`compile_programs/<name>`). Prints the
 //! mean wall time per compile to standard error. `--budget N` compiles with
 //! instruction counting for a budget of N (the runtime's tier 0 under the
-//! tiered policy counts with 18446744073709551615). `--write FILE` also writes
+//! tiered policy counts with 18446744073709551615). `--inline SLOTS` sets
+//! the largest function tier 0 translates where it is called (0: none).
+//! `--write FILE` also writes
 //! the program's bytecode to FILE (raw, for `bpfvm disasm --format raw`),
 //! and `--clif FILE` its Cranelift IR with these options (what `bpfvm emit
 //! clif` prints, which cannot for generated programs: they call the
@@ -23,7 +25,7 @@ use std::time::Instant;
 use bpfvm::emit::{emit_text, TextOutput};
 use bpfvm::engine::asm::assemble;
 use bpfvm::engine::verifier::{verify, VerifyOptions};
-use bpfvm::tier::{backend, Tier, TierError};
+use bpfvm::tier::{backend, set_tier0_inline_slots, Tier, TierError};
 use bpfvm_bench::{program_of_size, tier_options, Subject, PROGRAMS};
 
 fn main() -> ExitCode {
@@ -37,7 +39,7 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<(), String> {
-    let usage = "usage: compile_work PROGRAM|gen:SLOTS|asm:FILE [--tier T] [--opt N] [--unchecked] [--count N] [--budget N] [--write FILE] [--clif FILE]";
+    let usage = "usage: compile_work PROGRAM|gen:SLOTS|asm:FILE [--tier T] [--opt N] [--unchecked] [--count N] [--budget N] [--inline SLOTS] [--write FILE] [--clif FILE]";
     let mut args = std::env::args().skip(1);
     let what = args.next().ok_or(usage)?;
     let mut tier = Tier::Cranelift;
@@ -57,6 +59,9 @@ fn run() -> Result<(), String> {
             "--write" => write = Some(value()?),
             "--clif" => clif = Some(value()?),
             "--budget" => budget = Some(value()?.parse().map_err(|e| format!("--budget: {e}"))?),
+            "--inline" => {
+                set_tier0_inline_slots(value()?.parse().map_err(|e| format!("--inline: {e}"))?)
+            }
             _ => return Err(usage.into()),
         }
     }

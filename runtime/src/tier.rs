@@ -107,6 +107,19 @@ pub fn set_tier0_helper_threads(n: usize) {
     let _ = n;
 }
 
+/// For measurements: the most slots a bpf-to-bpf function may have, with
+/// what it calls, for tier 0 to translate it where it is called instead
+/// of as a function of its own (64 by default; 0 inlines nothing),
+/// process-wide, from the next compile on. A build without tier 0
+/// ignores it.
+#[doc(hidden)]
+pub fn set_tier0_inline_slots(slots: usize) {
+    #[cfg(feature = "cranelift")]
+    bpfvm_cranelift::set_inline_slots(slots);
+    #[cfg(not(feature = "cranelift"))]
+    let _ = slots;
+}
+
 /// The backend of `tier`, or [`TierError::NotCompiledIn`] when this build
 /// lacks it.
 pub fn backend(tier: Tier) -> Result<Box<dyn Backend>, TierError> {
