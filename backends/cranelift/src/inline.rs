@@ -70,7 +70,8 @@ impl InlinePlan {
     fn with_limit(program: &Program, limit: usize) -> InlinePlan {
         let functions = program.functions().to_vec();
         let n = functions.len();
-        let index = |pc: usize| functions.iter().position(|f| f.start == pc);
+        // The functions are in pc order.
+        let index = |pc: usize| functions.binary_search_by_key(&pc, |f| f.start).ok();
         // Per function, the functions its call sites call.
         let calls: Vec<Vec<usize>> = functions
             .iter()
@@ -134,7 +135,7 @@ impl InlinePlan {
 
     /// The function starting at `pc`, when calls of it are inlined.
     pub fn callee(&self, pc: usize) -> Option<Function> {
-        let f = self.functions.iter().position(|f| f.start == pc)?;
+        let f = self.functions.binary_search_by_key(&pc, |f| f.start).ok()?;
         self.inlined[f].then_some(self.functions[f])
     }
 }
