@@ -272,6 +272,7 @@ pub fn execute_on(
         last_region_limits: [0; 8],
         check_answer: 0,
         stack_written_lo: stack.top(),
+        abort_sp: 0,
     };
     // SAFETY: the context points at `mem`, `stack`, the regions and the
     // helper table, all borrowed for the duration of this call.

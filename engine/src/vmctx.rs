@@ -135,6 +135,11 @@ pub struct VmCtx {
     /// helpers record their writes; after any other helper the whole area
     /// counts as written.
     pub stack_written_lo: u64,
+    /// Tier 0's (on x86-64 Linux): the stack pointer its entry stub saved,
+    /// to which generated code that has recorded a trap returns at once,
+    /// abandoning its frames, rather than through each of them. Written by
+    /// the stub at every run; 0 before.
+    pub abort_sp: u64,
 }
 
 pub const OFFSET_MEM_START: i32 = offset_of!(VmCtx, mem_start) as i32;
@@ -154,6 +159,7 @@ pub const OFFSET_HOST: i32 = offset_of!(VmCtx, host) as i32;
 pub const OFFSET_LAST_REGION_START: i32 = offset_of!(VmCtx, last_region_start) as i32;
 pub const OFFSET_LAST_REGION_LIMITS: i32 = offset_of!(VmCtx, last_region_limits) as i32;
 pub const OFFSET_CHECK_ANSWER: i32 = offset_of!(VmCtx, check_answer) as i32;
+pub const OFFSET_ABORT_SP: i32 = offset_of!(VmCtx, abort_sp) as i32;
 
 /// Index in [`VmCtx::last_region_limits`] of an access of `size` bytes
 /// (1, 2, 4 or 8), a store when `write`.
@@ -387,7 +393,8 @@ mod tests {
         assert_eq!(OFFSET_LAST_REGION_START, 104);
         assert_eq!(OFFSET_LAST_REGION_LIMITS, 112);
         assert_eq!(OFFSET_CHECK_ANSWER, 176);
-        assert_eq!(std::mem::size_of::<VmCtx>(), 192);
+        assert_eq!(OFFSET_ABORT_SP, 192);
+        assert_eq!(std::mem::size_of::<VmCtx>(), 200);
         assert_eq!(HELPER_SLOT_SIZE, 16);
     }
 
@@ -424,6 +431,7 @@ mod tests {
             last_region_limits: [0; 8],
             check_answer: 0,
             stack_written_lo: 5000,
+            abort_sp: 0,
         }
     }
 

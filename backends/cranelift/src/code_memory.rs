@@ -35,6 +35,8 @@ pub(crate) struct FunctionCode {
     /// Offset of its hottest loop's header, to be placed at the start
     /// of a [`LOOP_ALIGN`]-byte line.
     pub loop_header: Option<u32>,
+    /// Whether it calls a check trampoline (see [`crate::abort`]).
+    pub calls_checker: bool,
 }
 
 /// Loop headers are placed at multiples of this, the size of a cache line
@@ -261,6 +263,7 @@ mod tests {
             callees: Vec::new(),
             alignment: 1,
             loop_header: None,
+            calls_checker: false,
         }
     }
 

@@ -10,6 +10,7 @@
 //! program's code lives in one mapping, freed when the [`CraneliftCode`]
 //! is dropped.
 
+mod abort;
 mod code_memory;
 mod inline;
 mod offload;
@@ -23,6 +24,7 @@ use std::collections::HashMap;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::{Arc, OnceLock};
 
+use abort::Entry;
 use bpfvm_engine::backend::{
     validate_options, Backend, CompileError, CompileOptions, CompiledCode,
 };
@@ -43,7 +45,7 @@ use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 
 use inline::InlinePlan;
 use pieces::{Piece, PIECE_REGISTERS};
-use translate::{Externals, Translator};
+use translate::{Externals, Translated, Translator};
 
 pub use inline::{inline_slots, inlined_functions, set_inline_slots, DEFAULT_INLINE_SLOTS};
 pub use offload::{set_helper_threads, MAX_HELPERS};
@@ -66,11 +68,12 @@ impl Backend for CraneliftBackend {
         opts: &CompileOptions,
     ) -> Result<Box<dyn CompiledCode>, CompileError> {
         validate_options(opts)?;
-        let (memory, entry, tables) = build(program, Some(program), opts, None)?;
+        let (memory, entry, aborts, tables) = build(program, Some(program), opts, None)?;
         Ok(Box::new(CraneliftCode {
             _memory: memory,
             _tables: tables,
             entry,
+            aborts,
             opts: opts.clone(),
         }))
     }
@@ -98,14 +101,13 @@ pub fn clif_text(program: &Program, opts: &CompileOptions) -> Result<ClifText, C
     Ok(text)
 }
 
-/// Signature of every generated function, the first one (pc 0) included:
-/// `(ctx, r1, r2, r3, r4, r5, r10) -> r0`. The program is entered by
-/// calling its first function directly, with r10 at the top of the stack.
-type Entry = unsafe extern "C" fn(*mut VmCtx, u64, u64, u64, u64, u64, u64) -> u64;
-
 /// A compiled program. Dropping it unmaps its machine code.
 pub struct CraneliftCode {
     entry: Entry,
+    /// Whether the code may abandon a run ([`abort`]): entered through
+    /// [`abort::enter`] then, else called directly (which saves a run
+    /// about a nanosecond).
+    aborts: bool,
     opts: CompileOptions,
     /// Declared last so the entry pointer is never used after unmapping.
     _memory: CodeMemory,
@@ -134,7 +136,11 @@ impl CompiledCode for CraneliftCode {
         // generated for this ABI, with r10 in its last argument.
         unsafe {
             let r10 = (*ctx).stack_top;
-            (self.entry)(ctx, r1, r2, 0, 0, 0, r10)
+            if self.aborts {
+                abort::enter(self.entry, ctx, r1, r2, r10)
+            } else {
+                (self.entry)(ctx, r1, r2, 0, 0, 0, r10)
+            }
         }
     }
 }
@@ -224,14 +230,16 @@ thread_local! {
 
 /// Compiles `program` into executable memory: with `text`, recording
 /// its IR; else with `shared` (the same program), letting helper threads
-/// compile some of its functions.
+/// compile some of its functions. Also says whether the code may abandon
+/// a run ([`abort`]).
 fn build(
     program: &Program,
     shared: Option<&Arc<Program>>,
     opts: &CompileOptions,
     text: Option<&mut ClifText>,
-) -> Result<(CodeMemory, Entry, GroupTables), CompileError> {
+) -> Result<(CodeMemory, Entry, bool, GroupTables), CompileError> {
     let (compiled, tables) = compile_functions(program, shared, opts, text)?;
+    let aborts = abort::ABORTS && compiled.iter().any(|c| c.calls_checker);
     let align = isa(opts.opt_level)?.function_alignment().preferred as usize;
     let (memory, addrs) = CodeMemory::place(&compiled, align).map_err(fail)?;
     let entry_addr = compiled
@@ -243,7 +251,7 @@ fn build(
     // signature in the platform's default calling convention (the C one),
     // and `memory` is now executable.
     let entry = unsafe { std::mem::transmute::<usize, Entry>(entry_addr) };
-    Ok((memory, entry, tables))
+    Ok((memory, entry, aborts, tables))
 }
 
 /// One function's machine code and the tables of its group checks.
@@ -413,8 +421,7 @@ fn compile_one(
         later.clone()
     };
     let mut callees = Vec::new();
-    let header;
-    let tables;
+    let translated;
     {
         let mut b = FunctionBuilder::new(&mut ctx.func, fctx);
         // Import only the functions this one calls, and the signatures
@@ -482,12 +489,16 @@ fn compile_one(
             check_fn: check_fn as i64,
             group_fn: group_fn as i64,
         };
-        let (h, t) = Translator::new(&mut b, program, opts, &ext, piece).translate();
-        header = h;
-        tables = t;
+        translated = Translator::new(&mut b, program, opts, &ext, piece).translate();
         b.finalize(isa.frontend_config());
     }
-    let code = compile_function(isa, ctx, piece.index(), callees, header, text)?;
+    let Translated {
+        header,
+        calls_checker,
+        tables,
+    } = translated;
+    let mut code = compile_function(isa, ctx, piece.index(), callees, header, text)?;
+    code.calls_checker = calls_checker;
     Ok((code, tables))
 }
 
@@ -540,6 +551,7 @@ fn compile_function(
         callees,
         alignment,
         loop_header,
+        calls_checker: false,
     })
 }
 
@@ -736,6 +748,12 @@ mod tests {
         assert_eq!(hottest_loop_header(&p, p.functions()[0]), Some(3));
         let p = program("mov %r0, 0\nja skip\nskip:\nadd %r0, 1\nexit");
         assert_eq!(hottest_loop_header(&p, p.functions()[0]), None);
+        // An inner loop sharing its header with the outer one (pc 1),
+        // then a later loop that is not nested (5): the inner one.
+        let p = program(
+            "mov %r0, 0\na:\nadd %r0, 1\njlt %r0, 5, a\nadd %r1, 1\njlt %r1, 9, a\nb:\nadd %r0, 1\njlt %r0, 99, b\nexit",
+        );
+        assert_eq!(hottest_loop_header(&p, p.functions()[0]), Some(1));
     }
 
     /// Whether a `jmp rel32` or `jcc rel32` in `code` branches to `target`

@@ -10,10 +10,13 @@
 //! across a call that almost never happens). So the generated code calls a
 //! trampoline with Cranelift's `preserve_all` convention instead, which
 //! clobbers nothing: it saves what the C function may clobber (XMM
-//! included), calls `bpfvm_check_access`, stores its answer (1: allowed,
-//! 0: not) in `VmCtx::check_answer`, since `preserve_all` has no return
-//! value, and on a refusal completes the trap record with the access's pc,
-//! so that the generated code needs no trap block of its own per access.
+//! included), calls `bpfvm_check_access` and on a refusal completes the
+//! trap record with the access's pc, so that the generated code needs no
+//! trap block of its own per access. Then, on x86-64 Linux, it abandons
+//! the run ([`crate::abort`]): it returns only when the access is
+//! allowed. Elsewhere it stores the answer (1: allowed, 0: not) in
+//! `VmCtx::check_answer`, since `preserve_all` has no return value, for
+//! the generated code to test.
 //! A second trampoline, with the same signature, checks a group of accesses
 //! (`bpfvm_check_group`, which records the whole trap itself). Each
 //! trampoline is compiled once per process and never freed.
@@ -27,12 +30,13 @@ use bpfvm_engine::vmctx::{
 use cranelift_codegen::control::ControlPlane;
 use cranelift_codegen::ir::types::I64;
 use cranelift_codegen::ir::{
-    AbiParam, Function, InstBuilder, MemFlagsData, Signature, UserFuncName,
+    AbiParam, Function, InstBuilder, MemFlagsData, Signature, UserFuncName, Value,
 };
 use cranelift_codegen::isa::{CallConv, TargetIsa};
 use cranelift_codegen::Context;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 
+use crate::abort::{abort_fn, ABORTS};
 use crate::code_memory::{CodeMemory, FunctionCode};
 use crate::{fail, isa, signature as c_signature};
 use bpfvm_engine::backend::CompileError;
@@ -108,6 +112,7 @@ fn build(check: Check) -> Result<usize, String> {
         callees: Vec::new(),
         alignment: code.buffer.alignment,
         loop_header: None,
+        calls_checker: false,
     };
     let align = isa.function_alignment().preferred as usize;
     let (memory, addrs) = CodeMemory::place(&[function], align)?;
@@ -140,11 +145,14 @@ fn trampoline_function(isa: &dyn TargetIsa, fctx: &mut FunctionBuilderContext) -
         .ins()
         .call_indirect(check_sig, f, &[ctx, addr, size, store, frame_lo]);
     let allowed = b.inst_results(call)[0];
-    b.ins().store(t, allowed, ctx, OFFSET_CHECK_ANSWER);
+    if !ABORTS {
+        b.ins().store(t, allowed, ctx, OFFSET_CHECK_ANSWER);
+    }
     b.ins().brif(allowed, done, &[], refused, &[]);
     b.switch_to_block(refused);
     let pc = b.ins().ushr_imm_s(access, 16);
     b.ins().store(t, pc, ctx, OFFSET_TRAP_PC);
+    abort_if_aborting(isa, &mut b, ctx);
     b.ins().return_(&[]);
     b.switch_to_block(done);
     b.ins().return_(&[]);
@@ -168,10 +176,30 @@ fn group_trampoline_function(isa: &dyn TargetIsa, fctx: &mut FunctionBuilderCont
         .iconst(I64, bpfvm_check_group as *const () as usize as i64);
     let call = b.ins().call_indirect(check_sig, f, &p);
     let allowed = b.inst_results(call)[0];
-    b.ins()
-        .store(MemFlagsData::trusted(), allowed, p[0], OFFSET_CHECK_ANSWER);
+    if ABORTS {
+        let refused = b.create_block();
+        let done = b.create_block();
+        b.ins().brif(allowed, done, &[], refused, &[]);
+        b.switch_to_block(refused);
+        abort_if_aborting(isa, &mut b, p[0]);
+        b.ins().return_(&[]);
+        b.switch_to_block(done);
+    } else {
+        b.ins()
+            .store(MemFlagsData::trusted(), allowed, p[0], OFFSET_CHECK_ANSWER);
+    }
     b.ins().return_(&[]);
     b.seal_all_blocks();
     b.finalize(isa.frontend_config());
     func
+}
+
+/// Where [`ABORTS`], a call of [`abort_fn`] with `ctx`, which does not
+/// return: the run ends with the trap recorded.
+fn abort_if_aborting(isa: &dyn TargetIsa, b: &mut FunctionBuilder<'_>, ctx: Value) {
+    if ABORTS {
+        let sig = b.import_signature(c_signature(isa, 1));
+        let f = b.ins().iconst(I64, abort_fn() as i64);
+        b.ins().call_indirect(sig, f, &[ctx]);
+    }
 }

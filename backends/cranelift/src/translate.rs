@@ -12,6 +12,7 @@
 //! `ctx.trap_code` after every call of a function and return at once when
 //! it is set (a piece's call is the last thing its caller does).
 
+use crate::abort::ABORTS;
 use bpfvm_engine::backend::{ArrayMapLayout, CompileOptions, COUNT_ONLY};
 use bpfvm_engine::facts::{GroupedAccess, Known, KnownTarget, RegisterFacts};
 use bpfvm_engine::instr::{AluOp, AtomicOp, Cond, Endian, Instr, MemSize, Operand, Width};
@@ -34,6 +35,18 @@ use crate::slow_path;
 /// written. Its address is a constant of the code, as the trampolines' are.
 static EMPTY_SLOT: [u64; 2] = [0, 0];
 const _: () = assert!(HELPER_SLOT_SIZE as usize == std::mem::size_of::<[u64; 2]>());
+
+/// What translating a function (or piece) gives besides its IR.
+pub(crate) struct Translated {
+    /// The block of its hottest loop's header, if it has a loop.
+    pub header: Option<Block>,
+    /// Whether it calls a check trampoline, which abandons the run on a
+    /// refusal where [`ABORTS`] (the code must then be entered through
+    /// [`crate::abort::enter`]).
+    pub calls_checker: bool,
+    /// The tables of its group checks.
+    pub tables: Vec<Box<[u64]>>,
+}
 
 /// What the translation of one function refers to outside itself.
 pub(crate) struct Externals<'a> {
@@ -385,15 +398,20 @@ impl<'a, 'b> Translator<'a, 'b> {
     /// loop's header, if it has a loop (see [`hottest_loop_header`]), and
     /// the tables its group checks refer to, which must live as long as
     /// its code.
-    pub(crate) fn translate(mut self) -> (Option<Block>, Vec<Box<[u64]>>) {
+    pub(crate) fn translate(mut self) -> Translated {
         let (lo, hi) = (self.piece.lo, self.piece.hi);
         let header = hottest_loop_header(self.program, self.func).filter(|h| (lo..hi).contains(h));
         self.translate_code();
         self.emit_traps();
         self.emit_transfers();
         self.b.seal_all_blocks();
-        let header = header.and_then(|pc| self.blocks[pc - self.func.start]);
-        (header, self.tables)
+        Translated {
+            header: header.and_then(|pc| self.blocks[pc - self.func.start]),
+            // Imported by the first call of a trampoline, here or in the
+            // code inlined here.
+            calls_checker: self.check_sig.is_some(),
+            tables: self.tables,
+        }
     }
 
     /// Translates the piece's instructions, from the entry block on.
@@ -1203,7 +1221,8 @@ impl<'a, 'b> Translator<'a, 'b> {
 
     /// Calls the check trampoline at `f` ([`crate::slow_path`]) with
     /// `(ctx, a, b, frame_lo)`, then continues in `ok` when it allowed
-    /// the access, else returns (it recorded the trap).
+    /// the access. On a refusal it recorded the trap and, where
+    /// [`ABORTS`], abandoned the run; elsewhere this returns.
     fn call_check(&mut self, f: i64, a: Value, b: Value, ok: Block) {
         let f = self.b.ins().iconst(I64, f);
         let args = [self.ctx, a, b, self.frame_lo];
@@ -1214,12 +1233,16 @@ impl<'a, 'b> Translator<'a, 'b> {
                 .insert(self.b.import_signature(self.ext.check_sig.clone())),
         };
         self.b.ins().call_indirect(sig, f, &args);
-        let allowed = self
-            .b
-            .ins()
-            .load(I64, trusted(), self.ctx, OFFSET_CHECK_ANSWER);
-        let trapped = self.trapped();
-        self.b.ins().brif(allowed, ok, &[], trapped, &[]);
+        if ABORTS {
+            self.b.ins().jump(ok, &[]);
+        } else {
+            let allowed = self
+                .b
+                .ins()
+                .load(I64, trusted(), self.ctx, OFFSET_CHECK_ANSWER);
+            let trapped = self.trapped();
+            self.b.ins().brif(allowed, ok, &[], trapped, &[]);
+        }
         self.b.switch_to_block(ok);
         self.b.seal_block(ok);
     }
@@ -1599,11 +1622,13 @@ fn span_limit(pos: &mut FuncCursor<'_>, len: Value, span: i64) -> Value {
 }
 
 /// The pc of the header of `func`'s most deeply nested loop (the last one
-/// of those), if it has a loop. A loop is a header and the backward
-/// branches to it; it spans from the header to the last of them. Inner
-/// loops run most often, and a program's main loop tends to follow its
-/// set-up loops: this is a static guess at the hottest loop, whose header
-/// the function is placed to start a cache line (see `code_memory`).
+/// of those), if it has a loop. Each backward branch makes a loop, from
+/// its target (the header) to the branch, so that an inner loop whose
+/// header is also its outer loop's (compilers rotate loops that way:
+/// `sort`'s insertion loop) counts as nested in it. Inner loops run most
+/// often, and a program's main loop tends to follow its set-up loops:
+/// this is a static guess at the hottest loop, whose header the function
+/// is placed to start a cache line (see `code_memory`).
 pub(crate) fn hottest_loop_header(program: &Program, func: Function) -> Option<usize> {
     let mut loops: Vec<(usize, usize)> = Vec::new();
     for pc in func.start..func.end {
@@ -1611,12 +1636,8 @@ pub(crate) fn hottest_loop_header(program: &Program, func: Function) -> Option<u
             continue;
         };
         let Ok(t) = usize::try_from(t) else { continue };
-        if !(func.start..=pc).contains(&t) {
-            continue;
-        }
-        match loops.iter_mut().find(|(h, _)| *h == t) {
-            Some(l) => l.1 = l.1.max(pc),
-            None => loops.push((t, pc)),
+        if (func.start..=pc).contains(&t) {
+            loops.push((t, pc));
         }
     }
     let depth = |&(h, end): &(usize, usize)| {

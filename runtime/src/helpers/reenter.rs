@@ -240,6 +240,7 @@ fn run_nested(
         last_region_limits: [0; 8],
         check_answer: 0,
         stack_written_lo: stack.top(),
+        abort_sp: 0,
     };
     // SAFETY: the context points at a fresh stack, a region list and the
     // parent's helper table and memory, all alive for the whole call (the
