@@ -170,6 +170,21 @@ mod tests {
         ldxdw %r0, [%r2+0]
         exit";
 
+    /// The same recursion whose leaf calls a helper the table lacks.
+    const DEEP_UNKNOWN_HELPER: &str = "
+        mov %r2, %r1
+        mov %r1, 5
+        call local f
+        exit
+    f:
+        jeq %r1, 0, leaf
+        sub %r1, 1
+        call local f
+        exit
+    leaf:
+        call 9999
+        exit";
+
     /// Runs `code` on `mem` with `abort_sp` set to `sentinel` beforehand;
     /// returns r0, the trap code and pc, and `abort_sp` afterwards.
     fn run(
@@ -245,6 +260,31 @@ mod tests {
                 }
             }
             assert_eq!((sum, traps), ((0..500).map(|i| 6 * i + 1).sum(), 500));
+        }
+    }
+
+    /// A helper call that traps (an unknown id) five frames down, at the
+    /// levels that call helpers through the helper trampoline (0 and 1)
+    /// and inline (3): the trap, and `abort_sp` as it was.
+    #[test]
+    fn a_helper_call_that_traps_leaves_every_frame() {
+        use bpfvm_engine::vmctx::TRAP_UNKNOWN_HELPER;
+        let program =
+            Arc::new(verify(assemble(DEEP_UNKNOWN_HELPER).unwrap(), &Default::default()).unwrap());
+        for opt_level in [0, 1, 3] {
+            let opts = CompileOptions {
+                opt_level,
+                ..CompileOptions::default()
+            };
+            let code = CraneliftBackend.compile(&program, &opts).unwrap();
+            for k in 0..100u64 {
+                let sentinel = 0x5eed_0000 + k;
+                let (r0, code_, pc, after) = run(code.as_ref(), &mut [0; 8], sentinel);
+                assert_eq!(
+                    (r0, code_, pc, after),
+                    (0, TRAP_UNKNOWN_HELPER, 8, sentinel)
+                );
+            }
         }
     }
 }

@@ -35,8 +35,9 @@ pub(crate) struct FunctionCode {
     /// Offset of its hottest loop's header, to be placed at the start
     /// of a [`LOOP_ALIGN`]-byte line.
     pub loop_header: Option<u32>,
-    /// Whether it calls a check trampoline (see [`crate::abort`]).
-    pub calls_checker: bool,
+    /// Whether it calls a trampoline that may abandon the run (see
+    /// [`crate::abort`]).
+    pub may_abort: bool,
 }
 
 /// Loop headers are placed at multiples of this, the size of a cache line
@@ -263,7 +264,7 @@ mod tests {
             callees: Vec::new(),
             alignment: 1,
             loop_header: None,
-            calls_checker: false,
+            may_abort: false,
         }
     }
 

@@ -202,6 +202,14 @@ fn isa(level: u8) -> Result<OwnedTargetIsa, CompileError> {
     }
 }
 
+/// Whether `program` calls helpers (by id or through a register).
+fn calls_helpers(program: &Program) -> bool {
+    program
+        .instrs()
+        .iter()
+        .any(|i| matches!(i, Instr::CallHelper { .. } | Instr::CallReg { .. }))
+}
+
 fn signature(isa: &dyn TargetIsa, params: usize) -> Signature {
     let mut sig = Signature::new(isa.default_call_conv());
     for _ in 0..params {
@@ -239,7 +247,7 @@ fn build(
     text: Option<&mut ClifText>,
 ) -> Result<(CodeMemory, Entry, bool, GroupTables), CompileError> {
     let (compiled, tables) = compile_functions(program, shared, opts, text)?;
-    let aborts = abort::ABORTS && compiled.iter().any(|c| c.calls_checker);
+    let aborts = abort::ABORTS && compiled.iter().any(|c| c.may_abort);
     let align = isa(opts.opt_level)?.function_alignment().preferred as usize;
     let (memory, addrs) = CodeMemory::place(&compiled, align).map_err(fail)?;
     let entry_addr = compiled
@@ -410,6 +418,13 @@ fn compile_one(
     } else {
         (0, 0)
     };
+    // Helper calls go through the helper trampoline at the levels that
+    // compile for latency, where a run can be abandoned.
+    let helper_fn = if abort::ABORTS && opts.opt_level <= 1 && calls_helpers(program) {
+        slow_path::helper_trampoline()? as i64
+    } else {
+        0
+    };
     let piece = &pieces[j];
     // Cleared, not replaced: the function keeps its tables' capacity
     // from the last compile.
@@ -484,7 +499,11 @@ fn compile_one(
             funcs: &lookup,
             inline: &inlined,
             later_pieces: &later_lookup,
-            helper_sig: signature(isa, 7),
+            helper_sig: match helper_fn {
+                0 => signature(isa, 7),
+                _ => slow_path::helper_signature(isa),
+            },
+            helper_fn,
             check_sig: slow_path::signature(),
             check_fn: check_fn as i64,
             group_fn: group_fn as i64,
@@ -494,11 +513,11 @@ fn compile_one(
     }
     let Translated {
         header,
-        calls_checker,
+        may_abort,
         tables,
     } = translated;
     let mut code = compile_function(isa, ctx, piece.index(), callees, header, text)?;
-    code.calls_checker = calls_checker;
+    code.may_abort = may_abort;
     Ok((code, tables))
 }
 
@@ -551,7 +570,7 @@ fn compile_function(
         callees,
         alignment,
         loop_header,
-        calls_checker: false,
+        may_abort: false,
     })
 }
 

@@ -10,7 +10,10 @@
 //! engine defines them, for budget accounting) is a Cranelift block. A trap
 //! stores its record in the `VmCtx` and returns; callers check
 //! `ctx.trap_code` after every call of a function and return at once when
-//! it is set (a piece's call is the last thing its caller does).
+//! it is set (a piece's call is the last thing its caller does). Where
+//! [`ABORTS`] (x86-64 Linux), a refused memory access and, at levels 0 and
+//! 1, a helper call that traps end the run from their trampolines instead
+//! ([`crate::abort`], [`crate::slow_path`]).
 
 use crate::abort::ABORTS;
 use bpfvm_engine::backend::{ArrayMapLayout, CompileOptions, COUNT_ONLY};
@@ -30,20 +33,16 @@ use cranelift_frontend::{FunctionBuilder, Variable};
 use crate::pieces::{Piece, PIECE_REGISTERS};
 use crate::slow_path;
 
-/// The helper slot an id past the table reads (`call_helper`): empty, as
-/// `HelperSlot::EMPTY` is (a null function and data pointer), and never
-/// written. Its address is a constant of the code, as the trampolines' are.
-static EMPTY_SLOT: [u64; 2] = [0, 0];
-const _: () = assert!(HELPER_SLOT_SIZE as usize == std::mem::size_of::<[u64; 2]>());
+use crate::slow_path::EMPTY_SLOT;
 
 /// What translating a function (or piece) gives besides its IR.
 pub(crate) struct Translated {
     /// The block of its hottest loop's header, if it has a loop.
     pub header: Option<Block>,
-    /// Whether it calls a check trampoline, which abandons the run on a
-    /// refusal where [`ABORTS`] (the code must then be entered through
-    /// [`crate::abort::enter`]).
-    pub calls_checker: bool,
+    /// Whether it calls a trampoline that may abandon the run (a check's,
+    /// or the helper trampoline), where [`ABORTS`]: the code must then be
+    /// entered through [`crate::abort::enter`].
+    pub may_abort: bool,
     /// The tables of its group checks.
     pub tables: Vec<Box<[u64]>>,
 }
@@ -59,8 +58,12 @@ pub(crate) struct Externals<'a> {
     /// holds it, imported, the index of its entry there, and the registers
     /// live there (bit r).
     pub later_pieces: &'a dyn Fn(usize) -> Option<(FuncRef, usize, u16)>,
-    /// Signature of `HelperFn`, imported at its first use.
+    /// Signature of a helper call, imported at its first use: of
+    /// `HelperFn`, or of the helper trampoline when `helper_fn` is set.
     pub helper_sig: Signature,
+    /// The address of the helper trampoline ([`crate::slow_path`]) that
+    /// helper calls go through, or 0 for helper calls made inline.
+    pub helper_fn: i64,
     /// Signature of the out-of-line check ([`crate::slow_path`]), imported
     /// at its first use.
     pub check_sig: Signature,
@@ -349,7 +352,7 @@ impl<'a, 'b> Translator<'a, 'b> {
             let bottom = self.b.ins().load(I64, trusted(), ctx, OFFSET_STACK_BOTTOM);
             self.depth_floor = Some(self.b.ins().iadd_imm_s(bottom, STACK_FRAME_SIZE as i64));
         }
-        if helpers && self.helpers.is_none() {
+        if helpers && self.helpers.is_none() && self.ext.helper_fn == 0 {
             self.helpers = Some(self.b.ins().load(I64, trusted(), ctx, OFFSET_HELPERS));
             self.helper_count = Some(self.b.ins().load(I64, trusted(), ctx, OFFSET_HELPER_COUNT));
         }
@@ -407,9 +410,10 @@ impl<'a, 'b> Translator<'a, 'b> {
         self.b.seal_all_blocks();
         Translated {
             header: header.and_then(|pc| self.blocks[pc - self.func.start]),
-            // Imported by the first call of a trampoline, here or in the
-            // code inlined here.
-            calls_checker: self.check_sig.is_some(),
+            // A signature is imported by the first call of a trampoline,
+            // here or in the code inlined here.
+            may_abort: self.check_sig.is_some()
+                || (self.ext.helper_fn != 0 && self.helper_sig.is_some()),
             tables: self.tables,
         }
     }
@@ -1397,6 +1401,25 @@ impl<'a, 'b> Translator<'a, 'b> {
     /// Calls helper `id` through the context's table; an id out of the
     /// table or an empty slot traps with `TRAP_UNKNOWN_HELPER`.
     fn call_helper(&mut self, pc: usize, id: Value) {
+        let sig = match self.helper_sig {
+            Some(sig) => sig,
+            None => *self
+                .helper_sig
+                .insert(self.b.import_signature(self.ext.helper_sig.clone())),
+        };
+        if self.ext.helper_fn != 0 {
+            // The trampoline finds the slot and makes both tests.
+            let mut args = vec![self.ctx, id];
+            for r in 1..=5 {
+                args.push(self.get(r));
+            }
+            args.push(self.b.ins().iconst(I64, pc as i64));
+            let f = self.b.ins().iconst(I64, self.ext.helper_fn);
+            let call = self.b.ins().call_indirect(sig, f, &args);
+            let r0 = self.b.inst_results(call)[0];
+            self.set(0, r0);
+            return;
+        }
         let (Some(table), Some(count)) = (self.helpers, self.helper_count) else {
             unreachable!("load_invariants loads the helper table when there are calls")
         };
@@ -1416,12 +1439,6 @@ impl<'a, 'b> Translator<'a, 'b> {
         for r in 1..=5 {
             args.push(self.get(r));
         }
-        let sig = match self.helper_sig {
-            Some(sig) => sig,
-            None => *self
-                .helper_sig
-                .insert(self.b.import_signature(self.ext.helper_sig.clone())),
-        };
         let call = self.b.ins().call_indirect(sig, func, &args);
         let r0 = self.b.inst_results(call)[0];
         let code = self
