@@ -65,7 +65,7 @@ std::arch::global_asm!(
     "mov [rbx + {abort_sp}], rsp",
     "mov rax, rdi",
     // The seventh argument (r10) on the stack, kept aligned.
-    "sub rsp, 72",
+    "sub rsp, 8",
     "push r8",
     "mov rdi, rbx",
     "mov rsi, rdx",
@@ -74,7 +74,7 @@ std::arch::global_asm!(
     "xor r8d, r8d",
     "xor r9d, r9d",
     "call rax",
-    "add rsp, 80",
+    "add rsp, 16",
     "2:",
     "pop qword ptr [rbx + {abort_sp}]",
     "pop r15",
@@ -93,11 +93,16 @@ std::arch::global_asm!(
     ".hidden bpfvm_cranelift_abort",
     ".type bpfvm_cranelift_abort,@function",
     // (ctx: rdi): back into bpfvm_cranelift_enter's frame, returning 0.
+    // rbp is that frame's again (its saved registers lie between), so
+    // that unwinding from its epilogue is right.
     "bpfvm_cranelift_abort:",
+    ".cfi_startproc",
     "mov rbx, rdi",
     "mov rsp, [rdi + {abort_sp}]",
+    "lea rbp, [rsp + 48]",
     "xor eax, eax",
     "jmp 2b",
+    ".cfi_endproc",
     ".size bpfvm_cranelift_abort, . - bpfvm_cranelift_abort",
     ".popsection",
     abort_sp = const bpfvm_engine::vmctx::OFFSET_ABORT_SP,
@@ -264,8 +269,10 @@ mod tests {
     }
 
     /// A helper call that traps (an unknown id) five frames down, at the
-    /// levels that call helpers through the helper trampoline (0 and 1)
-    /// and inline (3): the trap, and `abort_sp` as it was.
+    /// levels that call helpers through the helper trampoline (0 and 1),
+    /// which ends the run through the stub, and inline (3), where the run
+    /// returns through every frame (and the stub is not used): the same
+    /// trap, and `abort_sp` as it was.
     #[test]
     fn a_helper_call_that_traps_leaves_every_frame() {
         use bpfvm_engine::vmctx::TRAP_UNKNOWN_HELPER;
