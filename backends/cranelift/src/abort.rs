@@ -158,37 +158,17 @@ mod tests {
 
     use crate::CraneliftBackend;
 
-    /// A recursion five calls deep (so no call is inlined) whose leaf
-    /// loads 8 bytes through the input pointer it was passed.
-    const DEEP_LOAD: &str = "
-        mov %r2, %r1
-        mov %r1, 5
-        call local f
-        add %r0, 1
-        exit
-    f:
-        jeq %r1, 0, leaf
-        sub %r1, 1
-        call local f
-        exit
-    leaf:
-        ldxdw %r0, [%r2+0]
-        exit";
-
-    /// The same recursion whose leaf calls a helper the table lacks.
-    const DEEP_UNKNOWN_HELPER: &str = "
-        mov %r2, %r1
-        mov %r1, 5
-        call local f
-        exit
-    f:
-        jeq %r1, 0, leaf
-        sub %r1, 1
-        call local f
-        exit
-    leaf:
-        call 9999
-        exit";
+    /// A recursion five calls deep (so no call is inlined), r2 the input
+    /// pointer throughout, whose leaf (pc 9) runs `leaf`; the program
+    /// returns the leaf's r0 plus 1.
+    fn deep_recursion_to(leaf: &str) -> Arc<bpfvm_engine::program::Program> {
+        let src = format!(
+            "mov %r2, %r1\nmov %r1, 5\ncall local f\nadd %r0, 1\nexit\n\
+             f:\njeq %r1, 0, leaf\nsub %r1, 1\ncall local f\nexit\n\
+             leaf:\n{leaf}\nexit"
+        );
+        Arc::new(verify(assemble(&src).unwrap(), &Default::default()).unwrap())
+    }
 
     /// Runs `code` on `mem` with `abort_sp` set to `sentinel` beforehand;
     /// returns r0, the trap code and pc, and `abort_sp` afterwards.
@@ -238,7 +218,8 @@ mod tests {
     /// context's `abort_sp` as it was before, at every level.
     #[test]
     fn a_refused_access_leaves_every_frame_and_the_caller_goes_on() {
-        let program = Arc::new(verify(assemble(DEEP_LOAD).unwrap(), &Default::default()).unwrap());
+        // The leaf loads 8 bytes through the input pointer.
+        let program = deep_recursion_to("ldxdw %r0, [%r2+0]");
         for opt_level in [0, 1, 3] {
             let opts = CompileOptions {
                 opt_level,
@@ -276,8 +257,7 @@ mod tests {
     #[test]
     fn a_helper_call_that_traps_leaves_every_frame() {
         use bpfvm_engine::vmctx::TRAP_UNKNOWN_HELPER;
-        let program =
-            Arc::new(verify(assemble(DEEP_UNKNOWN_HELPER).unwrap(), &Default::default()).unwrap());
+        let program = deep_recursion_to("call 9999");
         for opt_level in [0, 1, 3] {
             let opts = CompileOptions {
                 opt_level,
@@ -289,7 +269,7 @@ mod tests {
                 let (r0, code_, pc, after) = run(code.as_ref(), &mut [0; 8], sentinel);
                 assert_eq!(
                     (r0, code_, pc, after),
-                    (0, TRAP_UNKNOWN_HELPER, 8, sentinel)
+                    (0, TRAP_UNKNOWN_HELPER, 9, sentinel)
                 );
             }
         }
