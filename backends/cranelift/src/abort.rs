@@ -94,11 +94,16 @@ std::arch::global_asm!(
     ".type bpfvm_cranelift_abort,@function",
     // (ctx: rdi): back into bpfvm_cranelift_enter's frame, returning 0.
     // rbp is that frame's again (its saved registers lie between), so
-    // that unwinding from its epilogue is right.
+    // that unwinding from its epilogue is right. A context the stub did
+    // not enter with (`abort_sp` 0) ends the process with a message
+    // rather than a jump through address 0.
     "bpfvm_cranelift_abort:",
     ".cfi_startproc",
+    "mov rax, [rdi + {abort_sp}]",
+    "test rax, rax",
+    "jz {not_entered}",
     "mov rbx, rdi",
-    "mov rsp, [rdi + {abort_sp}]",
+    "mov rsp, rax",
     "lea rbp, [rsp + 48]",
     "xor eax, eax",
     "jmp 2b",
@@ -106,7 +111,20 @@ std::arch::global_asm!(
     ".size bpfvm_cranelift_abort, . - bpfvm_cranelift_abort",
     ".popsection",
     abort_sp = const bpfvm_engine::vmctx::OFFSET_ABORT_SP,
+    not_entered = sym not_entered_through_the_stub,
 );
+
+/// Where `bpfvm_cranelift_abort` goes for a context whose run did not
+/// start in the stub: a bug of this crate (code that may abandon a run
+/// must be entered through [`enter`]), never of the program run.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+extern "C" fn not_entered_through_the_stub() -> ! {
+    eprintln!(
+        "bpfvm: tier-0 code abandoned a run that was not entered through \
+         its entry stub (a bug in bpfvm-cranelift); aborting"
+    );
+    std::process::abort()
+}
 
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 unsafe extern "C" {
