@@ -164,9 +164,14 @@ fn fail(message: impl std::fmt::Display) -> CompileError {
 ///   programs run no faster (BENCHMARKS.md, session 10): the translator
 ///   already folds what matters (frame offsets, constant bounds);
 /// - 2 and 3: Cranelift's `speed`, the mid-end included.
+///
+/// Each is built at its first use (a process that compiles at one level
+/// builds one: the first compile in a process pays for it).
 fn isa(level: u8) -> Result<OwnedTargetIsa, CompileError> {
-    static ISAS: OnceLock<Result<[OwnedTargetIsa; 3], String>> = OnceLock::new();
-    let isas = ISAS.get_or_init(|| {
+    static ISAS: [OnceLock<Result<OwnedTargetIsa, String>>; 3] =
+        [OnceLock::new(), OnceLock::new(), OnceLock::new()];
+    let k = usize::from(level.min(2));
+    let isa = ISAS[k].get_or_init(|| {
         let make = |opt: &str, regalloc: &str| -> Result<OwnedTargetIsa, String> {
             let mut flags = settings::builder();
             let set = |f: &mut settings::Builder, k: &str, v: &str| {
@@ -190,16 +195,27 @@ fn isa(level: u8) -> Result<OwnedTargetIsa, CompileError> {
                 .finish(settings::Flags::new(flags))
                 .map_err(|e| format!("building the host ISA: {e}"))
         };
-        Ok([
-            make("none", "single_pass")?,
-            make("none", "backtracking")?,
-            make("speed", "backtracking")?,
-        ])
+        match k {
+            0 => make("none", "single_pass"),
+            1 => make("none", "backtracking"),
+            _ => make("speed", "backtracking"),
+        }
     });
-    match isas {
-        Ok(all) => Ok(all[usize::from(level.min(2))].clone()),
+    match isa {
+        Ok(isa) => Ok(isa.clone()),
         Err(e) => Err(fail(e)),
     }
+}
+
+/// Whether `program` has loads, stores or atomics (which checked code
+/// may check out of line).
+fn accesses_memory(program: &Program) -> bool {
+    program.instrs().iter().any(|i| {
+        matches!(
+            i,
+            Instr::Load { .. } | Instr::Store { .. } | Instr::Atomic { .. }
+        )
+    })
 }
 
 /// Whether `program` calls helpers (by id or through a register).
@@ -413,15 +429,18 @@ fn compile_one(
     // A later piece: (ctx, entry, r0..r9, r10).
     let later = signature(isa, 2 + PIECE_REGISTERS + 1);
     let Scratch { ctx, fctx } = scratch;
-    let (check_fn, group_fn) = if opts.checked {
-        (slow_path::trampoline()?, slow_path::group_trampoline()?)
+    let (check_fn, group_fn) = if opts.checked && accesses_memory(program) {
+        (
+            slow_path::trampoline(opts.opt_level)?,
+            slow_path::group_trampoline(opts.opt_level)?,
+        )
     } else {
         (0, 0)
     };
     // Helper calls go through the helper trampoline at the levels that
     // compile for latency, where a run can be abandoned.
     let helper_fn = if abort::ABORTS && opts.opt_level <= 1 && calls_helpers(program) {
-        slow_path::helper_trampoline()? as i64
+        slow_path::helper_trampoline(opts.opt_level)? as i64
     } else {
         0
     };

@@ -96,24 +96,28 @@ enum Check {
 /// The address of the trampoline for one access. A failed build (no
 /// memory for the mapping) fails this compile only; the next one tries
 /// again.
-pub(crate) fn trampoline() -> Result<usize, CompileError> {
+pub(crate) fn trampoline(level: u8) -> Result<usize, CompileError> {
     static ADDR: OnceLock<usize> = OnceLock::new();
-    cached(&ADDR, Check::Access)
+    cached(&ADDR, Check::Access, level)
 }
 
 /// The address of the trampoline for a group of loads.
-pub(crate) fn group_trampoline() -> Result<usize, CompileError> {
+pub(crate) fn group_trampoline(level: u8) -> Result<usize, CompileError> {
     static ADDR: OnceLock<usize> = OnceLock::new();
-    cached(&ADDR, Check::Group)
+    cached(&ADDR, Check::Group, level)
 }
 
 /// The address of the trampoline for helper calls; only where [`ABORTS`].
-pub(crate) fn helper_trampoline() -> Result<usize, CompileError> {
+pub(crate) fn helper_trampoline(level: u8) -> Result<usize, CompileError> {
     static ADDR: OnceLock<usize> = OnceLock::new();
-    cached(&ADDR, Check::Helper)
+    cached(&ADDR, Check::Helper, level)
 }
 
-fn cached(slot: &OnceLock<usize>, check: Check) -> Result<usize, CompileError> {
+/// The trampoline `check`, built at its first use with the host ISA of
+/// that compile's optimisation `level` (so that the first compile in a
+/// process builds no other ISA); any level makes the same trampoline
+/// behave the same, and it runs on cold paths only.
+fn cached(slot: &OnceLock<usize>, check: Check, level: u8) -> Result<usize, CompileError> {
     static BUILDING: Mutex<()> = Mutex::new(());
     if let Some(&addr) = slot.get() {
         return Ok(addr);
@@ -122,12 +126,12 @@ fn cached(slot: &OnceLock<usize>, check: Check) -> Result<usize, CompileError> {
     if let Some(&addr) = slot.get() {
         return Ok(addr);
     }
-    let addr = build(check).map_err(fail)?;
+    let addr = build(check, level).map_err(fail)?;
     Ok(*slot.get_or_init(|| addr))
 }
 
-fn build(check: Check) -> Result<usize, String> {
-    let isa = isa(3).map_err(|e| e.to_string())?;
+fn build(check: Check, level: u8) -> Result<usize, String> {
+    let isa = isa(level).map_err(|e| e.to_string())?;
     let isa: &dyn TargetIsa = isa.as_ref();
     let mut fctx = FunctionBuilderContext::new();
     let func = match check {
