@@ -207,25 +207,6 @@ fn isa(level: u8) -> Result<OwnedTargetIsa, CompileError> {
     }
 }
 
-/// Whether `program` has loads, stores or atomics (which checked code
-/// may check out of line).
-fn accesses_memory(program: &Program) -> bool {
-    program.instrs().iter().any(|i| {
-        matches!(
-            i,
-            Instr::Load { .. } | Instr::Store { .. } | Instr::Atomic { .. }
-        )
-    })
-}
-
-/// Whether `program` calls helpers (by id or through a register).
-fn calls_helpers(program: &Program) -> bool {
-    program
-        .instrs()
-        .iter()
-        .any(|i| matches!(i, Instr::CallHelper { .. } | Instr::CallReg { .. }))
-}
-
 fn signature(isa: &dyn TargetIsa, params: usize) -> Signature {
     let mut sig = Signature::new(isa.default_call_conv());
     for _ in 0..params {
@@ -429,7 +410,15 @@ fn compile_one(
     // A later piece: (ctx, entry, r0..r9, r10).
     let later = signature(isa, 2 + PIECE_REGISTERS + 1);
     let Scratch { ctx, fctx } = scratch;
-    let (check_fn, group_fn) = if opts.checked && accesses_memory(program) {
+    // What the whole program needs (the code inlined into a piece lies
+    // outside it): the check trampolines only for accesses that may need
+    // a check, the helper trampoline only for helper calls.
+    let whole = bpfvm_engine::program::Function {
+        start: 0,
+        end: program.instrs().len(),
+    };
+    let needs = program.needs(&whole, opts.checked);
+    let (check_fn, group_fn) = if needs.checked_sizes.iter().any(|&s| s) {
         (
             slow_path::trampoline(opts.opt_level)?,
             slow_path::group_trampoline(opts.opt_level)?,
@@ -439,7 +428,7 @@ fn compile_one(
     };
     // Helper calls go through the helper trampoline at the levels that
     // compile for latency, where a run can be abandoned.
-    let helper_fn = if abort::ABORTS && opts.opt_level <= 1 && calls_helpers(program) {
+    let helper_fn = if abort::ABORTS && opts.opt_level <= 1 && needs.helper_calls {
         slow_path::helper_trampoline(opts.opt_level)? as i64
     } else {
         0

@@ -22,9 +22,9 @@
 //!
 //! A third, where a refused access abandons the run ([`ABORTS`]), calls a
 //! helper for code compiled for latency (levels 0 and 1): `(ctx, id, r1,
-//! .., r5, pc) -> r0` in the C convention, it finds the helper's slot,
-//! traps with `TRAP_UNKNOWN_HELPER` when the slot is empty, calls the
-//! helper and abandons the run when the helper recorded a trap. The call
+//! .., r5, pc) -> r0` in the C convention, it calls the helper through
+//! `bpfvm_call_helper_by_id` (which traps with `TRAP_UNKNOWN_HELPER` when
+//! the slot is empty) and abandons the run when a trap was recorded. The call
 //! site is then one call, where inline those tests are two branches, two
 //! trap sites and two more blocks, which is most of a helper call's compile
 //! work (BENCHMARKS.md, session 18); the run pays one more call.
@@ -35,12 +35,10 @@ use std::sync::{Mutex, OnceLock};
 
 use bpfvm_engine::instr::MemSize;
 use bpfvm_engine::vmctx::{
-    bpfvm_check_access, bpfvm_check_group, HELPER_SLOT_SIZE, OFFSET_CHECK_ANSWER, OFFSET_HELPERS,
-    OFFSET_HELPER_COUNT, OFFSET_SLOT_DATA, OFFSET_SLOT_FUNC, OFFSET_TRAP_ADDR, OFFSET_TRAP_CODE,
-    OFFSET_TRAP_PC, OFFSET_TRAP_SIZE, TRAP_UNKNOWN_HELPER,
+    bpfvm_call_helper_by_id, bpfvm_check_access, bpfvm_check_group, OFFSET_CHECK_ANSWER,
+    OFFSET_TRAP_CODE, OFFSET_TRAP_PC,
 };
 use cranelift_codegen::control::ControlPlane;
-use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::types::{I32, I64};
 use cranelift_codegen::ir::{
     AbiParam, Function, InstBuilder, MemFlagsData, Signature, UserFuncName, Value,
@@ -69,12 +67,6 @@ pub(crate) fn signature() -> Signature {
 pub(crate) fn access(pc: usize, size: MemSize, write: bool) -> i64 {
     ((pc as i64) << 16) | ((write as i64) << 8) | size.bytes() as i64
 }
-
-/// The helper slot an id past the table reads: empty, as
-/// `HelperSlot::EMPTY` is (a null function and data pointer), and never
-/// written. Its address is a constant of the code, as the trampolines' are.
-pub(crate) static EMPTY_SLOT: [u64; 2] = [0, 0];
-const _: () = assert!(HELPER_SLOT_SIZE as usize == std::mem::size_of::<[u64; 2]>());
 
 /// The helper trampoline's signature: `(ctx, id, r1, .., r5, pc) -> r0`,
 /// the C convention.
@@ -232,52 +224,29 @@ fn group_trampoline_function(isa: &dyn TargetIsa, fctx: &mut FunctionBuilderCont
     func
 }
 
-/// The trampoline `(ctx, id, r1, .., r5, pc) -> r0`: the helper `id`
-/// of the context's table called with `(ctx, data, r1, .., r5)`, as
-/// `Translator::call_helper` calls it inline, and the same traps: an id
-/// past the table or an empty slot records `TRAP_UNKNOWN_HELPER` (the id
-/// as its address) at `pc`; a trap the helper recorded gets `pc`. Either
-/// abandons the run.
+/// The trampoline `(ctx, id, r1, .., r5, pc) -> r0`:
+/// `bpfvm_call_helper_by_id`, which calls the helper `id` of the context's
+/// table with `(ctx, data, r1, .., r5)`, or records `TRAP_UNKNOWN_HELPER`
+/// (the id as its address) for an id past the table or an empty slot, as
+/// `Translator::call_helper` does inline; then, when a trap is recorded
+/// (that one or the helper's), its pc, and the run is abandoned.
 fn helper_trampoline_function(isa: &dyn TargetIsa, fctx: &mut FunctionBuilderContext) -> Function {
     let mut func = Function::with_name_signature(UserFuncName::user(1, 2), helper_signature(isa));
     let mut b = FunctionBuilder::new(&mut func, fctx);
     let entry = b.create_block();
-    let unknown = b.create_block();
-    let known = b.create_block();
     let failed = b.create_block();
     let done = b.create_block();
     b.append_block_params_for_function_params(entry);
     b.switch_to_block(entry);
     let p = b.block_params(entry).to_vec();
-    let (ctx, id, pc) = (p[0], p[1], p[7]);
-    let t = MemFlagsData::trusted();
-    let count = b.ins().load(I64, t, ctx, OFFSET_HELPER_COUNT);
-    let table = b.ins().load(I64, t, ctx, OFFSET_HELPERS);
-    let inside = b.ins().icmp(IntCC::UnsignedLessThan, id, count);
-    let offset = b.ins().imul_imm_s(id, HELPER_SLOT_SIZE as i64);
-    let at = b.ins().iadd(table, offset);
-    let none = b.ins().iconst(I64, EMPTY_SLOT.as_ptr() as i64);
-    let slot = b.ins().select(inside, at, none);
-    let func_ptr = b.ins().load(I64, t, slot, OFFSET_SLOT_FUNC);
-    b.ins().brif(func_ptr, known, &[], unknown, &[]);
-
-    b.switch_to_block(unknown);
-    let code = b.ins().iconst(I32, TRAP_UNKNOWN_HELPER as i64);
-    b.ins().store(t, code, ctx, OFFSET_TRAP_CODE);
-    let zero = b.ins().iconst(I32, 0);
-    b.ins().store(t, zero, ctx, OFFSET_TRAP_SIZE);
-    b.ins().store(t, pc, ctx, OFFSET_TRAP_PC);
-    b.ins().store(t, id, ctx, OFFSET_TRAP_ADDR);
-    abort_if_aborting(isa, &mut b, ctx);
-    let zero = b.ins().iconst(I64, 0);
-    b.ins().return_(&[zero]);
-
-    b.switch_to_block(known);
-    let data = b.ins().load(I64, t, slot, OFFSET_SLOT_DATA);
-    let helper_sig = b.import_signature(c_signature(isa, 7));
-    let args = [ctx, data, p[2], p[3], p[4], p[5], p[6]];
-    let call = b.ins().call_indirect(helper_sig, func_ptr, &args);
+    let (ctx, pc) = (p[0], p[7]);
+    let call_sig = b.import_signature(c_signature(isa, 7));
+    let f = b
+        .ins()
+        .iconst(I64, bpfvm_call_helper_by_id as *const () as usize as i64);
+    let call = b.ins().call_indirect(call_sig, f, &p[..7]);
     let r0 = b.inst_results(call)[0];
+    let t = MemFlagsData::trusted();
     let code = b.ins().load(I32, t, ctx, OFFSET_TRAP_CODE);
     b.ins().brif(code, failed, &[], done, &[]);
 

@@ -33,7 +33,11 @@ use cranelift_frontend::{FunctionBuilder, Variable};
 use crate::pieces::{Piece, PIECE_REGISTERS};
 use crate::slow_path;
 
-use crate::slow_path::EMPTY_SLOT;
+/// The helper slot an id past the table reads (`call_helper`): empty, as
+/// `HelperSlot::EMPTY` is (a null function and data pointer), and never
+/// written. Its address is a constant of the code, as the trampolines' are.
+static EMPTY_SLOT: [u64; 2] = [0, 0];
+const _: () = assert!(HELPER_SLOT_SIZE as usize == std::mem::size_of::<[u64; 2]>());
 
 /// What translating a function (or piece) gives besides its IR.
 pub(crate) struct Translated {
@@ -1408,7 +1412,7 @@ impl<'a, 'b> Translator<'a, 'b> {
                 .insert(self.b.import_signature(self.ext.helper_sig.clone())),
         };
         if self.ext.helper_fn != 0 {
-            // The trampoline finds the slot and makes both tests.
+            // The trampoline finds the slot and tests for both traps.
             let mut args = vec![self.ctx, id];
             for r in 1..=5 {
                 args.push(self.get(r));
