@@ -95,6 +95,31 @@ fn large_programs_are_large() {
     }
 }
 
+/// `bench/asm/straight_alu_300.asm`, the floor of tier 0's compile time
+/// in BENCHMARKS.md (session 19), is what it says: 300 slots, no branch,
+/// memory access or call, and every executor returns its result.
+#[test]
+fn straight_alu_input_is_straight_and_runs() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/asm/straight_alu_300.asm");
+    let text = std::fs::read_to_string(path).expect("the file is there");
+    let insns = bpfvm::engine::asm::assemble(&text).expect("assembles");
+    assert_eq!(insns.len(), 300);
+    let (last, body) = insns.split_last().expect("not empty");
+    assert_eq!(last.code, 0x95, "ends with exit");
+    for i in body {
+        assert_eq!(
+            i.code & 0x07,
+            0x07,
+            "only 64-bit ALU before the exit: {i:?}"
+        );
+    }
+    let subject = Subject::from_insns("straight_alu_300", insns).expect("verifies");
+    for exec in Executor::ALL.into_iter().filter(|e| e.is_available()) {
+        let (mut runner, _) = subject.compile(exec, true).expect("compiles");
+        assert_eq!(runner.run(&mut []), Ok(2), "{}", exec.name());
+    }
+}
+
 /// Whether rbpf 0.4.1 can run `p` in `mode`: it has no maps or helpers of
 /// ours, and its JIT writes into a fixed-size buffer that the two large
 /// programs overflow (it panics; the harness catches it).
