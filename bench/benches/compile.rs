@@ -2,7 +2,14 @@
 //! 3,000 instructions (`compile/<tier>/O<level>/<size>`), and the benchmark
 //! programs (`compile_programs/<program>/<tier>`, checked code as the
 //! runtime compiles it: Cranelift at tier 0's level, LLVM at O3;
-//! throughput in instructions).
+//! throughput in instructions), with rbpf 0.4.1's x86-64 JIT beside them
+//! where it takes the program (`compile_programs/<program>/rbpf_jit`: its
+//! verifier and its template compiler, no memory checks).
+//!
+//! `compile_floor/<what>/O<level>/straight_alu_300`: tier 0 against the
+//! floor under it, Cranelift alone building and compiling the same
+//! straight run of 300 ALU instructions (`bpfvm_bench::floor`), and
+//! against rbpf's JIT.
 //!
 //! `cargo bench -p bpfvm-bench --bench compile -- --warm-up-time 1 --measurement-time 2`
 //! (10 samples per benchmark: a few minutes, most of it LLVM on the
@@ -15,6 +22,19 @@ use bpfvm::engine::verifier::{verify, VerifyOptions};
 use bpfvm::tier::{backend, Tier};
 use bpfvm_bench::{program_of_size, Subject, PROGRAMS};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+
+#[path = "../peers/rbpf.rs"]
+mod rbpf_peer;
+use rbpf_peer::{Rbpf, RbpfMode};
+
+/// rbpf's verifier and JIT (`EbpfVmRaw::new`, `jit_compile`) on `bytecode`,
+/// once per iteration.
+fn rbpf_jit_bench(bench: &mut criterion::Bencher, bytecode: &[u8]) {
+    bench.iter(|| {
+        let mut vm = rbpf::EbpfVmRaw::new(Some(bytecode)).expect("rbpf verifies it");
+        vm.jit_compile().expect("rbpf compiles it");
+    });
+}
 
 fn compile_latency(c: &mut Criterion) {
     let mut group = c.benchmark_group("compile");
@@ -61,9 +81,52 @@ fn compile_programs(c: &mut Criterion) {
                 bench.iter(|| b.compile(&subject.program, &opts).expect("compiles"));
             });
         }
+        let len = (p.input)().len();
+        if Rbpf::new(&subject.insns, len, RbpfMode::Jit).is_ok() {
+            let bytecode = rbpf_peer::bytecode(&subject.insns, len);
+            group.bench_function(BenchmarkId::new(p.name, "rbpf_jit"), |bench| {
+                rbpf_jit_bench(bench, &bytecode)
+            });
+        }
     }
     group.finish();
 }
 
-criterion_group!(benches, compile_latency, compile_programs);
+#[cfg(feature = "cranelift")]
+fn compile_floor(c: &mut Criterion) {
+    use bpfvm_bench::floor::Floor;
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/asm/straight_alu_300.asm");
+    let text = std::fs::read_to_string(path).expect("the straight run is there");
+    let insns = bpfvm::engine::asm::assemble(&text).expect("assembles");
+    let subject =
+        bpfvm_bench::Subject::from_insns("straight_alu_300", insns.clone()).expect("verifies");
+    let name = "straight_alu_300";
+    let mut group = c.benchmark_group("compile_floor");
+    group.throughput(Throughput::Elements(insns.len() as u64));
+    let b = backend(Tier::Cranelift).expect("tier 0 is built");
+    for level in [0u8, 1] {
+        let mut opts = subject.options(Tier::Cranelift, true);
+        opts.opt_level = level;
+        group.bench_function(BenchmarkId::new(format!("tier0/O{level}"), name), |bench| {
+            bench.iter(|| b.compile(&subject.program, &opts).expect("compiles"));
+        });
+        let mut floor = Floor::new(level).expect("host ISA");
+        group.bench_function(
+            BenchmarkId::new(format!("cranelift_alone/O{level}"), name),
+            |bench| {
+                bench.iter(|| floor.compile(&insns).expect("compiles"));
+            },
+        );
+    }
+    let bytecode = rbpf_peer::bytecode(&insns, 0);
+    group.bench_function(BenchmarkId::new("rbpf_jit", name), |bench| {
+        rbpf_jit_bench(bench, &bytecode)
+    });
+    group.finish();
+}
+
+#[cfg(not(feature = "cranelift"))]
+fn compile_floor(_: &mut Criterion) {}
+
+criterion_group!(benches, compile_latency, compile_programs, compile_floor);
 criterion_main!(benches);

@@ -17,6 +17,12 @@
 //! and `--clif FILE` its Cranelift IR with these options (what `bpfvm emit
 //! clif` prints, which cannot for generated programs: they call the
 //! benchmark's helpers).
+//!
+//! `--peer floor` compiles with Cranelift alone instead of the tier
+//! (`bpfvm_bench::floor`: a straight run of 64-bit ALU instructions, such
+//! as `asm:bench/asm/straight_alu_300.asm`, at `--opt` 0 or 1), and
+//! `--peer rbpf_jit` with rbpf 0.4.1's x86-64 JIT (its verifier and its
+//! compile, as `rbpf::EbpfVmRaw::new` and `jit_compile` do them).
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -26,7 +32,12 @@ use bpfvm::emit::{emit_text, TextOutput};
 use bpfvm::engine::asm::assemble;
 use bpfvm::engine::verifier::{verify, VerifyOptions};
 use bpfvm::tier::{backend, set_tier0_inline_slots, Tier, TierError};
+use bpfvm_bench::floor::Floor;
 use bpfvm_bench::{program_of_size, tier_options, Subject, PROGRAMS};
+
+#[path = "../peers/rbpf.rs"]
+mod rbpf_peer;
+use rbpf_peer::{bytecode as rbpf_bytecode, Rbpf, RbpfMode};
 
 fn main() -> ExitCode {
     match run() {
@@ -39,7 +50,7 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<(), String> {
-    let usage = "usage: compile_work PROGRAM|gen:SLOTS|asm:FILE [--tier T] [--opt N] [--unchecked] [--count N] [--budget N] [--inline SLOTS] [--write FILE] [--clif FILE]";
+    let usage = "usage: compile_work PROGRAM|gen:SLOTS|asm:FILE [--tier T] [--opt N] [--unchecked] [--count N] [--budget N] [--inline SLOTS] [--write FILE] [--clif FILE] [--peer floor|rbpf_jit]";
     let mut args = std::env::args().skip(1);
     let what = args.next().ok_or(usage)?;
     let mut tier = Tier::Cranelift;
@@ -48,6 +59,7 @@ fn run() -> Result<(), String> {
     let mut count = 1u32;
     let mut write = None;
     let mut clif = None;
+    let mut peer = None;
     let mut budget = None;
     while let Some(a) = args.next() {
         let mut value = || args.next().ok_or(format!("{a} needs a value"));
@@ -58,6 +70,7 @@ fn run() -> Result<(), String> {
             "--unchecked" => checked = false,
             "--write" => write = Some(value()?),
             "--clif" => clif = Some(value()?),
+            "--peer" => peer = Some(value()?),
             "--budget" => budget = Some(value()?.parse().map_err(|e| format!("--budget: {e}"))?),
             "--inline" => {
                 set_tier0_inline_slots(value()?.parse().map_err(|e| format!("--inline: {e}"))?)
@@ -67,18 +80,20 @@ fn run() -> Result<(), String> {
     }
     // The runtime's options for the tier (Cranelift at tier 0's level),
     // unless --opt says otherwise.
-    let (program, mut opts) = if let Some(path) = what.strip_prefix("asm:") {
+    // The program, the tier's options, the linked instructions and the
+    // input's length (for the peers).
+    let (program, mut opts, insns, input_len) = if let Some(path) = what.strip_prefix("asm:") {
         let src = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
         let insns = assemble(&src).map_err(|e| format!("{path}: {e}"))?;
         let subject = Subject::from_insns(path, insns).map_err(|e| e.to_string())?;
         let opts = subject.options(tier, checked);
-        (subject.program, opts)
+        (subject.program, opts, subject.insns, 0)
     } else if let Some(slots) = what.strip_prefix("gen:") {
         let slots = slots.parse().map_err(|e| format!("{what}: {e}"))?;
         let insns = program_of_size(slots);
         let program =
-            Arc::new(verify(insns, &VerifyOptions::default()).map_err(|e| e.to_string())?);
-        (program, tier_options(tier, checked))
+            Arc::new(verify(insns.clone(), &VerifyOptions::default()).map_err(|e| e.to_string())?);
+        (program, tier_options(tier, checked), insns, 0)
     } else {
         let p = PROGRAMS
             .iter()
@@ -86,7 +101,7 @@ fn run() -> Result<(), String> {
             .ok_or(format!("no benchmark program {what}"))?;
         let subject = Subject::from_elf(p.bpf_object, None).map_err(|e| e.to_string())?;
         let opts = subject.options(tier, checked);
-        (subject.program, opts)
+        (subject.program, opts, subject.insns, (p.input)().len())
     };
     if let Some(path) = write {
         std::fs::write(&path, program.to_bytes()).map_err(|e| format!("{path}: {e}"))?;
@@ -101,14 +116,40 @@ fn run() -> Result<(), String> {
         let text = emit_text(&program, &opts, TextOutput::Clif).map_err(|e| e.to_string())?;
         std::fs::write(&path, text).map_err(|e| format!("{path}: {e}"))?;
     }
-    let b = backend(tier).map_err(|e| e.to_string())?;
     let start = Instant::now();
-    for _ in 0..count {
-        b.compile(&program, &opts).map_err(|e| e.to_string())?;
+    match peer.as_deref() {
+        None => {
+            let b = backend(tier).map_err(|e| e.to_string())?;
+            for _ in 0..count {
+                b.compile(&program, &opts).map_err(|e| e.to_string())?;
+            }
+        }
+        Some("floor") => {
+            let mut floor = Floor::new(opts.opt_level)?;
+            for _ in 0..count {
+                floor.compile(&insns)?;
+            }
+        }
+        Some("rbpf_jit") => {
+            // Once through the peer, which reports a refusal or a panic
+            // (rbpf's code buffer is fixed) as an error.
+            Rbpf::new(&insns, input_len, RbpfMode::Jit)?;
+            let bytecode = rbpf_bytecode(&insns, input_len);
+            for _ in 0..count {
+                let mut vm = rbpf::EbpfVmRaw::new(Some(&bytecode)).map_err(|e| e.to_string())?;
+                vm.jit_compile().map_err(|e| e.to_string())?;
+            }
+        }
+        Some(other) => return Err(format!("--peer {other}: floor or rbpf_jit")),
     }
+    // rbpf's JIT has no levels.
+    let on = match peer.as_deref() {
+        Some("rbpf_jit") => "rbpf_jit".to_string(),
+        Some(p) => format!("{p}, O{}", opts.opt_level),
+        None => format!("{tier}, O{}", opts.opt_level),
+    };
     eprintln!(
-        "{what} on {tier}, O{}: {:?} per compile over {count}",
-        opts.opt_level,
+        "{what} on {on}: {:?} per compile over {count}",
         start.elapsed() / count.max(1)
     );
     Ok(())

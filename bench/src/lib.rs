@@ -4,6 +4,8 @@
 //!
 //! See `BENCHMARKS.md` at the repository root for the method and results.
 
+#[cfg(feature = "cranelift")]
+pub mod floor;
 pub mod harness;
 pub mod programs;
 
