@@ -16,38 +16,22 @@ use bpfvm::engine::isa::Insn;
 use cranelift_codegen::ir::types::I64;
 use cranelift_codegen::ir::{AbiParam, Function, InstBuilder, Signature, UserFuncName, Value};
 use cranelift_codegen::isa::{OwnedTargetIsa, TargetIsa};
-use cranelift_codegen::{settings, Context};
+use cranelift_codegen::Context;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 
 /// The number of parameters of tier 0's functions (the context, r1 to r5,
 /// the frame's top), so that the prologue costs the same.
 const PARAMS: usize = 7;
 
-/// The host ISA with tier 0's flags at `level`: 0, no optimisation and the
-/// single-pass register allocator; 1, no optimisation and the backtracking
-/// allocator (as in `bpfvm-cranelift`). Only these two: at Cranelift's
+/// The host ISA tier 0 compiles with at `level` (`bpfvm_cranelift::host_isa`):
+/// 0, no optimisation and the single-pass register allocator; 1, no
+/// optimisation and the backtracking allocator. Only these two: at Cranelift's
 /// `speed` the mid-end folds a straight run of constants to its result.
 pub fn floor_isa(level: u8) -> Result<OwnedTargetIsa, String> {
-    let (opt, regalloc) = match level {
-        0 => ("none", "single_pass"),
-        1 => ("none", "backtracking"),
-        _ => return Err(format!("the floor has levels 0 and 1, not {level}")),
-    };
-    let mut flags = settings::builder();
-    for (k, v) in [
-        ("opt_level", opt),
-        ("regalloc_algorithm", regalloc),
-        ("use_colocated_libcalls", "false"),
-        ("is_pic", "false"),
-        ("machine_code_cfg_info", "true"),
-        ("enable_verifier", "false"),
-    ] {
-        settings::Configurable::set(&mut flags, k, v).map_err(|e| format!("{k}={v}: {e}"))?;
+    if level > 1 {
+        return Err(format!("the floor has levels 0 and 1, not {level}"));
     }
-    cranelift_native::builder()
-        .map_err(|e| format!("host not supported: {e}"))?
-        .finish(settings::Flags::new(flags))
-        .map_err(|e| format!("building the host ISA: {e}"))
+    bpfvm_cranelift::host_isa(level).map_err(|e| e.to_string())
 }
 
 /// Builds the Cranelift IR of `insns`, which must be 64-bit ALU

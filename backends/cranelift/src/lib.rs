@@ -207,6 +207,13 @@ fn isa(level: u8) -> Result<OwnedTargetIsa, CompileError> {
     }
 }
 
+/// The host ISA that tier 0 compiles with at optimisation level `level`
+/// (see `isa`), for tools that measure Cranelift beside tier 0 with the
+/// same flags (the bench's floor, `bpfvm_bench::floor`).
+pub fn host_isa(level: u8) -> Result<OwnedTargetIsa, CompileError> {
+    isa(level)
+}
+
 fn signature(isa: &dyn TargetIsa, params: usize) -> Signature {
     let mut sig = Signature::new(isa.default_call_conv());
     for _ in 0..params {
