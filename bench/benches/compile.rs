@@ -27,13 +27,9 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 mod rbpf_peer;
 use rbpf_peer::{Rbpf, RbpfMode};
 
-/// rbpf's verifier and JIT (`EbpfVmRaw::new`, `jit_compile`) on `bytecode`,
-/// once per iteration.
+/// rbpf's verifier and JIT on `bytecode`, once per iteration.
 fn rbpf_jit_bench(bench: &mut criterion::Bencher, bytecode: &[u8]) {
-    bench.iter(|| {
-        let mut vm = rbpf::EbpfVmRaw::new(Some(bytecode)).expect("rbpf verifies it");
-        vm.jit_compile().expect("rbpf compiles it");
-    });
+    bench.iter(|| rbpf_peer::jit_compile(bytecode).expect("rbpf compiles it"));
 }
 
 fn compile_latency(c: &mut Criterion) {
@@ -95,9 +91,7 @@ fn compile_programs(c: &mut Criterion) {
 #[cfg(feature = "cranelift")]
 fn compile_floor(c: &mut Criterion) {
     use bpfvm_bench::floor::Floor;
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/asm/straight_alu_300.asm");
-    let text = std::fs::read_to_string(path).expect("the straight run is there");
-    let insns = bpfvm::engine::asm::assemble(&text).expect("assembles");
+    let insns = bpfvm_bench::straight_alu_300();
     let subject =
         bpfvm_bench::Subject::from_insns("straight_alu_300", insns.clone()).expect("verifies");
     let name = "straight_alu_300";

@@ -37,7 +37,14 @@ use bpfvm_bench::{program_of_size, tier_options, Subject, PROGRAMS};
 
 #[path = "../peers/rbpf.rs"]
 mod rbpf_peer;
-use rbpf_peer::{bytecode as rbpf_bytecode, Rbpf, RbpfMode};
+use rbpf_peer::{Rbpf, RbpfMode};
+
+/// What `--peer` compiles with instead of the tier.
+#[derive(Clone, Copy)]
+enum Peer {
+    Floor,
+    RbpfJit,
+}
 
 fn main() -> ExitCode {
     match run() {
@@ -70,7 +77,13 @@ fn run() -> Result<(), String> {
             "--unchecked" => checked = false,
             "--write" => write = Some(value()?),
             "--clif" => clif = Some(value()?),
-            "--peer" => peer = Some(value()?),
+            "--peer" => {
+                peer = Some(match value()?.as_str() {
+                    "floor" => Peer::Floor,
+                    "rbpf_jit" => Peer::RbpfJit,
+                    other => return Err(format!("--peer {other}: floor or rbpf_jit")),
+                })
+            }
             "--budget" => budget = Some(value()?.parse().map_err(|e| format!("--budget: {e}"))?),
             "--inline" => {
                 set_tier0_inline_slots(value()?.parse().map_err(|e| format!("--inline: {e}"))?)
@@ -117,35 +130,33 @@ fn run() -> Result<(), String> {
         std::fs::write(&path, text).map_err(|e| format!("{path}: {e}"))?;
     }
     let start = Instant::now();
-    match peer.as_deref() {
+    match peer {
         None => {
             let b = backend(tier).map_err(|e| e.to_string())?;
             for _ in 0..count {
                 b.compile(&program, &opts).map_err(|e| e.to_string())?;
             }
         }
-        Some("floor") => {
+        Some(Peer::Floor) => {
             let mut floor = Floor::new(opts.opt_level)?;
             for _ in 0..count {
                 floor.compile(&insns)?;
             }
         }
-        Some("rbpf_jit") => {
+        Some(Peer::RbpfJit) => {
             // Once through the peer, which reports a refusal or a panic
             // (rbpf's code buffer is fixed) as an error.
             Rbpf::new(&insns, input_len, RbpfMode::Jit)?;
-            let bytecode = rbpf_bytecode(&insns, input_len);
+            let bytecode = rbpf_peer::bytecode(&insns, input_len);
             for _ in 0..count {
-                let mut vm = rbpf::EbpfVmRaw::new(Some(&bytecode)).map_err(|e| e.to_string())?;
-                vm.jit_compile().map_err(|e| e.to_string())?;
+                rbpf_peer::jit_compile(&bytecode)?;
             }
         }
-        Some(other) => return Err(format!("--peer {other}: floor or rbpf_jit")),
     }
     // rbpf's JIT has no levels.
-    let on = match peer.as_deref() {
-        Some("rbpf_jit") => "rbpf_jit".to_string(),
-        Some(p) => format!("{p}, O{}", opts.opt_level),
+    let on = match peer {
+        Some(Peer::RbpfJit) => "rbpf_jit".to_string(),
+        Some(Peer::Floor) => format!("floor, O{}", opts.opt_level),
         None => format!("{tier}, O{}", opts.opt_level),
     };
     eprintln!(

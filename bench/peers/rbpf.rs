@@ -27,6 +27,15 @@ impl RbpfMode {
     }
 }
 
+/// rbpf's verifier and JIT compile of `bytecode` (from [`bytecode`]),
+/// the VM then dropped: what the compile benchmarks time. Panics where
+/// rbpf's JIT does (a program too large for its code buffer): check
+/// with [`Rbpf::new`] first.
+pub fn jit_compile(bytecode: &[u8]) -> Result<(), String> {
+    let mut vm = rbpf::EbpfVmRaw::new(Some(bytecode)).map_err(|e| e.to_string())?;
+    vm.jit_compile().map_err(|e| e.to_string())
+}
+
 /// A program loaded into rbpf.
 pub struct Rbpf {
     vm: rbpf::EbpfVmRaw<'static>,

@@ -10,7 +10,9 @@ pub mod harness;
 pub mod programs;
 
 pub use harness::{geomean, tier_options, time_runs, Executor, Runner, Sampler, Subject, Timing};
-pub use programs::{native_compiler, program, program_by_object, BenchProgram, PROGRAMS};
+pub use programs::{
+    native_compiler, program, program_by_object, straight_alu_300, BenchProgram, PROGRAMS,
+};
 
 use bpfvm::engine::isa::Insn;
 use bpfvm_conformance::generate::{generate, GenOptions};

@@ -416,3 +416,11 @@ impl BenchProgram {
         Some(unsafe { f(mem.as_mut_ptr(), mem.len() as u64) })
     }
 }
+
+/// `bench/asm/straight_alu_300.asm`: 300 slots of straight 64-bit ALU
+/// code ending in exit (BENCHMARKS.md session 19), the input of the floor
+/// under tier 0's compile time (`floor`, `compile_floor/...`).
+pub fn straight_alu_300() -> Vec<bpfvm::engine::isa::Insn> {
+    let text = include_str!("../asm/straight_alu_300.asm");
+    bpfvm::engine::asm::assemble(text).expect("bench/asm/straight_alu_300.asm assembles")
+}

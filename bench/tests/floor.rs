@@ -7,17 +7,11 @@
 use std::collections::HashMap;
 
 use bpfvm::engine::asm::assemble;
-use bpfvm::engine::isa::Insn;
 use bpfvm::tier::Tier;
 use bpfvm_bench::floor::{floor_isa, straight_function, Floor};
-use bpfvm_bench::{Executor, Subject};
+use bpfvm_bench::{straight_alu_300, Executor, Subject};
 use cranelift_codegen::ir::{Function, InstructionData, Opcode, Value};
 use cranelift_frontend::FunctionBuilderContext;
-
-fn straight_alu_300() -> Vec<Insn> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/asm/straight_alu_300.asm");
-    assemble(&std::fs::read_to_string(path).expect("the file is there")).expect("assembles")
-}
 
 /// Evaluates a one-block function of integer operations on `params`.
 fn evaluate(func: &Function, params: &[u64]) -> u64 {

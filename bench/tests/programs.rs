@@ -100,9 +100,7 @@ fn large_programs_are_large() {
 /// memory access or call, and every executor returns its result.
 #[test]
 fn straight_alu_input_is_straight_and_runs() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/asm/straight_alu_300.asm");
-    let text = std::fs::read_to_string(path).expect("the file is there");
-    let insns = bpfvm::engine::asm::assemble(&text).expect("assembles");
+    let insns = bpfvm_bench::straight_alu_300();
     assert_eq!(insns.len(), 300);
     let (last, body) = insns.split_last().expect("not empty");
     assert_eq!(last.code, 0x95, "ends with exit");
